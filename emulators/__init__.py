@@ -1,0 +1,15 @@
+"""Test emulators for the gateway's upstreams: Ollama and DeepSeek.
+
+Real HTTP servers with deterministic answers and switchable faults
+(`POST /_emulator/fault`).  Use `emulators.ollama.create_app()` /
+`emulators.deepseek.create_app()` with `serve_in_thread`, or run
+`python -m emulators.ollama` / `python -m emulators.deepseek`.
+The submodules are not imported here so `python -m` runs cleanly.
+"""
+
+from emulators._common import (
+    REASONING_TEXT, RunningServer, count_prompt_tokens, make_reply, serve_in_thread,
+)
+
+__all__ = ["REASONING_TEXT", "RunningServer", "count_prompt_tokens", "make_reply",
+           "serve_in_thread"]

@@ -1,0 +1,79 @@
+"""What the gateway believes about Ollama and DeepSeek, kept fresh off the request path.
+
+A background task polls Ollama's `/api/tags` every `health_interval_seconds`; a connection
+failure seen by any request marks Ollama down at once (`mark_local_down`), so no later
+request pays for it. No request ever waits for a health call. The cloud tier is ready when
+a DeepSeek key is configured. Polling errors are logged and never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+import httpx
+
+from custom_router.policy import BackendState, normalize_tag
+
+log = logging.getLogger("gateway.backends")
+
+
+class BackendMonitor:
+    def __init__(self, ollama_url: str, cloud_key_set: bool, interval: float = 5.0, timeout: float = 1.0) -> None:
+        self.ollama_url = ollama_url
+        self.interval = interval
+        self.timeout = timeout
+        cloud_problem = None if cloud_key_set else "DEEPSEEK_API_KEY is not set (set it in .env to enable the cloud tier)"
+        # Down until the first poll, which start() runs before the first request is served.
+        self.state = BackendState(ollama_up=False, local_problem="Ollama has not been polled yet",
+                                  cloud_ready=cloud_key_set, cloud_problem=cloud_problem)
+        self.checked_at = 0.0
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Poll once now (so the first request sees real state), then keep polling."""
+        if self._task is not None:
+            return
+        await self.refresh()
+        self._task = asyncio.create_task(self._loop(), name="gateway-ollama-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.get(f"{self.ollama_url}/api/tags")
+                response.raise_for_status()
+                models = response.json().get("models") or []
+        except Exception as exc:  # any failure means "unreachable"; never raise from the monitor
+            self.mark_local_down(f"Ollama at {self.ollama_url} is unreachable ({_short(exc)}); start Ollama or fix OLLAMA_URL")
+            return
+        installed = frozenset(normalize_tag(str(m.get("name") or m.get("model"))) for m in models if isinstance(m, dict))
+        if not self.state.ollama_up:
+            log.info("Ollama at %s is up with %d models", self.ollama_url, len(installed))
+        self.state = replace(self.state, ollama_up=True, installed=installed, local_problem=None)
+        self.checked_at = time.time()
+
+    def mark_local_down(self, problem: str) -> None:
+        if self.state.ollama_up:
+            log.warning("local tier marked down: %s", problem)
+        self.state = replace(self.state, ollama_up=False, local_problem=problem)
+        self.checked_at = time.time()
+
+    def mark_model_missing(self, tag: str) -> None:
+        self.state = replace(self.state, installed=self.state.installed - {normalize_tag(tag)})
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 120 else text[:117] + "..."

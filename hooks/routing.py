@@ -1,0 +1,124 @@
+"""LiteLLM callback that applies the routing policy (config.yaml: `hooks.routing.instance`).
+
+- pre-call: decide local/cloud with custom_router.decide, rewrite `data["model"]`, and set the
+  per-request `fallbacks` to the other tier so LiteLLM's router retries there on failure
+  (including a stream that fails before its first token);
+- failure events: mark Ollama down at once on a connection failure and remember each
+  tier's cause for the error message;
+- post-call failure: when both tiers failed (or the other was unavailable) answer 503 with
+  an OpenAI-shaped error naming both causes.
+Anything unexpected inside the hook is logged and the request goes on unchanged (fail open),
+except the deliberate 503 when no backend can serve.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import HTTPException
+from litellm.integrations.custom_logger import CustomLogger
+
+from custom_router.policy import Route, decide, request_facts
+from hooks import context
+from hooks.runtime import deployment_of, get_runtime
+
+log = logging.getLogger("gateway.routing")
+
+ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"})
+FALLBACK_FAILED = "also failed: "  # LiteLLM router's wording when the fallback group failed too
+RAW_MODEL_NAME_KEY = "_complexity_router_return_raw_model_name"  # LiteLLM: keep the served model's name
+
+
+def failure_cause(exc: BaseException) -> str:
+    """A short, stable cause label for logs, metrics and error messages."""
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    if "Timeout" in name:
+        return "timeout"
+    if "MidStream" in name:
+        return "stream-error"
+    if "APIConnectionError" in name:
+        return "connection"
+    return {401: "auth", 402: "payment", 404: "model-not-found", 429: "rate-limit"}.get(
+        status, "server-error" if isinstance(status, int) and status >= 500 else "error"
+    )
+
+
+def is_backend_failure(exc: BaseException) -> bool:
+    """Client mistakes (400/422) stay as they are; everything else is the backend's fault."""
+    return getattr(exc, "status_code", 500) not in (400, 413, 422)
+
+
+class RoutingHook(CustomLogger):
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
+        if call_type not in ROUTED_CALL_TYPES:
+            return data
+        runtime = get_runtime()
+        decision = decide(request_facts(data), runtime.policy, runtime.monitor.state)
+        if decision is None:
+            return data  # not a model the policy knows: LiteLLM answers as usual
+        ctx = context.current.get()
+        if ctx is not None:
+            ctx.decision = decision
+        if decision.route is Route.NONE:
+            raise HTTPException(status_code=503, detail=f"No backend can serve this request. {decision.detail}")
+        data["model"] = decision.model
+        data["fallbacks"] = [decision.fallback] if decision.fallback else []
+        metadata = data.setdefault("metadata", {})
+        metadata.update(
+            {RAW_MODEL_NAME_KEY: True, "gateway_route": decision.route.value, "gateway_reason": decision.reason.value}
+        )
+        return data
+
+    async def async_post_call_success_hook(self, data, user_api_key_dict, response):
+        """Name the model group that actually served (after a fallback too), not `auto`."""
+        hidden = getattr(response, "_hidden_params", None) or {}
+        served = deployment_of(hidden.get("model_id"))
+        if served is not None and hasattr(response, "model"):
+            response.model = served[0]
+        return response
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        try:
+            exc = kwargs.get("exception")
+            group = (kwargs.get("litellm_params") or {}).get("metadata", {}).get("model_group") or kwargs.get("model")
+            runtime = get_runtime()
+            tier = runtime.tier_of(group) or "unknown"
+            cause = failure_cause(exc) if exc is not None else "error"
+            if tier == "local" and cause in ("connection", "timeout") and "Connect" in repr(exc):
+                runtime.monitor.mark_local_down(f"Ollama connection failed ({_message(exc)})")
+            elif tier == "local" and cause == "model-not-found":
+                entry = runtime.policy.models.get(group)
+                if entry is not None:
+                    runtime.monitor.mark_model_missing(entry.backend_model)
+        except Exception:  # a logging callback must never break a request
+            log.exception("routing failure callback failed")
+
+    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict, traceback_str=None):
+        ctx = context.current.get()
+        decision = ctx.decision if ctx else None
+        if decision is None or decision.route is Route.NONE or not is_backend_failure(original_exception):
+            return None
+        message = str(getattr(original_exception, "message", None) or original_exception)
+        other = "cloud" if decision.route is Route.LOCAL else "local"
+        first = f"{decision.route.value} tier ({decision.model}) failed: {failure_cause(original_exception)}"
+        if decision.fallback is None:
+            state = get_runtime().monitor.state
+            second = f"{other} tier unavailable: {(state.cloud_problem if other == 'cloud' else state.local_problem) or 'no fallback model'}"
+        elif FALLBACK_FAILED in message:
+            second = f"fallback to {other} tier ({decision.fallback}) also failed: {_short(message.split(FALLBACK_FAILED, 1)[1])}"
+        else:
+            return None  # LiteLLM did not try the other tier: its own error says why
+        return HTTPException(status_code=503, detail=f"Both tiers failed. {first} ({_short(message)}); {second}")
+
+
+def _short(text: str, limit: int = 240) -> str:
+    text = text.split("\n\nLiteLLM:", 1)[0].split("Debug Information", 1)[0].replace("\n", " ").strip()
+    return text if len(text) < limit else text[: limit - 3] + "..."
+
+
+def _message(exc: BaseException | None) -> str:
+    return _short(str(getattr(exc, "message", None) or exc or ""))
+
+
+instance = RoutingHook()

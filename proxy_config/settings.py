@@ -1,0 +1,183 @@
+"""The gateway's one settings schema: environment (.env) plus the `gateway_settings` block of config.yaml.
+
+The CLI, the hooks and the checker all read the `Settings` object built by `load_settings`.
+Environment names are the original design's (HOST, PORT, OLLAMA_URL, ...). Invalid values
+raise `SettingsError` with a message naming the variable and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message says which one and what to do."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class RoutingSettings(BaseModel, extra="forbid"):
+    """`gateway_settings:` in config.yaml."""
+
+    local_default: str = Field("qwen2.5:7b", description="Local model group used by `auto` and as cloud fallback.")
+    cloud_default: str = Field("deepseek-chat", description="Cloud model group for complex requests and local fallback.")
+    complexity_threshold: int = Field(500, ge=1, description="Requests over this size go to the cloud.")
+    complexity_unit: Literal["chars", "tokens"] = Field("chars", description="Unit of complexity_threshold.")
+    chars_per_token: float = Field(4.0, gt=0, description="Token estimate used for context-window and token thresholds.")
+    output_reserve_tokens: int = Field(256, ge=0, description="Output room assumed when a request sets no max_tokens.")
+    cloud_only_kinds: list[Literal["tools", "json_schema", "vision"]] = Field(
+        default_factory=list, description="Request kinds that always go to the cloud."
+    )
+    health_interval_seconds: float = Field(5.0, gt=0, description="How often Ollama's /api/tags is polled.")
+    health_timeout_seconds: float = Field(1.0, gt=0, description="Timeout of one Ollama health poll.")
+
+
+class Settings(BaseModel):
+    """Everything the gateway reads from the environment and config.yaml."""
+
+    config_path: Path = Field(Path(DEFAULT_CONFIG), description="LiteLLM proxy config (GATEWAY_CONFIG).")
+    host: str = Field("0.0.0.0", description="Bind address (HOST).")
+    port: int = Field(8080, ge=1, le=65535, description="Bind port (PORT).")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes (WORKERS).")
+    debug: bool = Field(False, description="Verbose LiteLLM logging (DEBUG).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    ollama_url: str = Field("http://localhost:11434", description="Ollama base URL (OLLAMA_URL).")
+    deepseek_url: str = Field("https://api.deepseek.com", description="DeepSeek base URL (DEEPSEEK_URL).")
+    deepseek_api_key: SecretStr | None = Field(None, description="DeepSeek key (DEEPSEEK_API_KEY).")
+    master_key: SecretStr | None = Field(None, description="Admin key (LITELLM_MASTER_KEY or MASTER_KEY).")
+    api_keys: Annotated[list[SecretStr], BeforeValidator(_split_csv)] = Field(default_factory=list)
+    rate_limit_requests: int = Field(100, ge=1, description="Requests per key per window (RATE_LIMIT_REQUESTS).")
+    rate_limit_window: int = Field(60, ge=1, description="Rate-limit window in seconds (RATE_LIMIT_WINDOW).")
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("ollama_url")
+    @classmethod
+    def _ollama_url(cls, value: str) -> str:
+        return _http_url(value, "OLLAMA_URL").removesuffix("/api").rstrip("/")
+
+    @field_validator("deepseek_url")
+    @classmethod
+    def _deepseek_url(cls, value: str) -> str:
+        # The original .env.example used the full endpoint URL; LiteLLM wants the base.
+        return _http_url(value, "DEEPSEEK_URL").removesuffix("/chat/completions").rstrip("/")
+
+    def litellm_environment(self) -> dict[str, str]:
+        """Variables config.yaml reads through `os.environ/NAME`, normalized."""
+        env = {
+            "OLLAMA_URL": self.ollama_url,
+            "DEEPSEEK_URL": self.deepseek_url,
+            "GATEWAY_CONFIG": str(self.config_path.resolve()),
+            "CONFIG_FILE_PATH": str(self.config_path.resolve()),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no internet fetch of the cost map at startup
+            "LITELLM_LOG": "DEBUG" if self.debug else self.log_level,
+        }
+        if self.deepseek_api_key is not None:
+            env["DEEPSEEK_API_KEY"] = self.deepseek_api_key.get_secret_value()
+        if self.master_key is not None:
+            env["LITELLM_MASTER_KEY"] = self.master_key.get_secret_value()
+        return env
+
+
+def _http_url(value: str, name: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{name} must be an http(s) URL such as http://localhost:11434, got {value!r}")
+    return value
+
+
+def parse_threshold(raw: str) -> tuple[int, str | None]:
+    """`COMPLEXITY_THRESHOLD` accepts `500`, `500chars`, `2000 tokens`."""
+    match = re.fullmatch(r"\s*(\d+)\s*(chars?|characters|tokens?)?\s*", raw)
+    if not match:
+        raise SettingsError(f"COMPLEXITY_THRESHOLD={raw!r} is not valid; use a number with an optional unit, e.g. 500 or 2000tokens")
+    unit = match.group(2)
+    return int(match.group(1)), None if unit is None else ("tokens" if unit.startswith("token") else "chars")
+
+
+_ENV_FIELDS = {
+    "HOST": "host", "PORT": "port", "WORKERS": "workers", "DEBUG": "debug", "LOG_LEVEL": "log_level",
+    "OLLAMA_URL": "ollama_url", "DEEPSEEK_URL": "deepseek_url", "DEEPSEEK_API_KEY": "deepseek_api_key",
+    "MASTER_KEY": "master_key", "LITELLM_MASTER_KEY": "master_key", "API_KEYS": "api_keys",
+    "RATE_LIMIT_REQUESTS": "rate_limit_requests", "RATE_LIMIT_WINDOW": "rate_limit_window",
+    "GATEWAY_CONFIG": "config_path",
+}
+
+
+def read_environment(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> dict[str, str]:
+    """The process environment over `.env` (the process wins, as with docker and systemd)."""
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def read_config(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist; pass --config or set GATEWAY_CONFIG") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} must be a YAML mapping with model_list, litellm_settings, ...")
+    return data
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = Path(".env"),
+    **overrides: object,
+) -> Settings:
+    """Build Settings from env + .env + config.yaml; CLI flags come in as `overrides`."""
+    env = read_environment(environ, env_file)
+    values: dict[str, object] = {}
+    for name, field in _ENV_FIELDS.items():
+        if env.get(name, "") != "":
+            values[field] = env[name]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config_path = Path(str(values.get("config_path", DEFAULT_CONFIG)))
+    routing = dict(read_config(config_path).get("gateway_settings") or {})
+    if env.get("COMPLEXITY_THRESHOLD"):
+        threshold, unit = parse_threshold(env["COMPLEXITY_THRESHOLD"])
+        routing["complexity_threshold"] = threshold
+        if unit:
+            routing["complexity_unit"] = unit
+    values["routing"] = routing
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+_FIELD_ENV = {field: name for name, field in _ENV_FIELDS.items() if name != "MASTER_KEY"}
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"]
+        if loc and loc[0] == "routing":
+            where = "config.yaml gateway_settings." + ".".join(str(part) for part in loc[1:])
+        else:
+            where = _FIELD_ENV.get(str(loc[0]), str(loc[0])) if loc else "settings"
+        lines.append(f"{where}: {error['msg']} (got {error.get('input')!r})" if "key" not in where.lower() else f"{where}: {error['msg']}")
+    return "; ".join(lines)
