@@ -53,14 +53,10 @@ KEEPALIVE_INTERVAL = 0.5
 # --------------------------------------------------------------- content
 def message_text(content: Any) -> str:
     """Text of a message content: a string or a list of {"type": "text"} parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
         return "".join(str(p.get("text", "")) for p in content
                        if isinstance(p, dict) and p.get("type") == "text")
-    return str(content)
+    return "" if content is None else str(content)
 
 
 def count_prompt_tokens(messages: Iterable[dict] | None) -> int:
@@ -378,8 +374,10 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0,
     return RunningServer(server, thread, host, _bound_port(server))
 
 
-def build_parser(description: str, default_port: int) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+def build_parser(module: str, description: str, default_port: int) -> argparse.ArgumentParser:
+    """Flags shared by both emulators: --host --port --fault --delay --fault-delay
+    --after-tokens."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port, help="0 = any free port")
     parser.add_argument("--fault", default="none", help="initial fault mode")

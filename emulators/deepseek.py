@@ -231,7 +231,7 @@ def create_app(api_key: str | None = None, models: tuple[str, ...] = MODELS,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser("DeepSeek API emulator", 8001)
+    parser = build_parser("emulators.deepseek", "DeepSeek API emulator", 8001)
     parser.add_argument("--api-key", default=None, help="require this bearer key")
     args = parser.parse_args(argv)
     try:

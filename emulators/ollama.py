@@ -111,10 +111,8 @@ def tag_entry(name: str, modified_at: str) -> dict:
 
 
 def ps_entry(name: str, expires_at: str) -> dict:
-    spec = spec_of(name)
-    return {"name": name, "model": name, "size": spec.size, "digest": digest_of(name),
-            "details": details(name), "expires_at": expires_at, "size_vram": 0,
-            "context_length": 4096}
+    entry = {k: v for k, v in tag_entry(name, "").items() if k != "modified_at"}
+    return {**entry, "expires_at": expires_at, "size_vram": 0, "context_length": 4096}
 
 
 def show_body(name: str, modified_at: str) -> dict:
@@ -267,14 +265,22 @@ async def openai_models(request: Request) -> Response:
         for n in state.installed]})
 
 
-async def show(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
+async def named_request(request: Request) -> tuple[dict, str, Response | None]:
+    """Body and model name of /api/show or /api/pull, or a 400 response."""
     body, err = await read_json(request)
     if err or not isinstance(body, dict):
-        return error(400, "missing request body" if err == "empty" else "invalid JSON")
+        return {}, "", error(400, "missing request body" if err == "empty" else "invalid JSON")
     name = body.get("model") or body.get("name")
     if not isinstance(name, str) or not name:
-        return error(400, "model is required")
+        return body, "", error(400, "model is required")
+    return body, name, None
+
+
+async def show(request: Request) -> Response:
+    state: OllamaState = request.app.state.emulator
+    body, name, invalid = await named_request(request)
+    if invalid:
+        return invalid
     if canonical(name) not in state.installed:
         return error(404, f"model '{name}' not found")
     return JSONResponse(show_body(canonical(name), state.installed[canonical(name)]))
@@ -295,12 +301,9 @@ def pull_lines(name: str) -> list[dict]:
 
 async def pull(request: Request) -> Response:
     state: OllamaState = request.app.state.emulator
-    body, err = await read_json(request)
-    if err or not isinstance(body, dict):
-        return error(400, "missing request body" if err == "empty" else "invalid JSON")
-    name = body.get("model") or body.get("name")
-    if not isinstance(name, str) or not name:
-        return error(400, "model is required")
+    body, name, invalid = await named_request(request)
+    if invalid:
+        return invalid
     name, ok = canonical(name), pullable(canonical(name))
     if body.get("stream", True) is False:
         if not ok:
@@ -353,7 +356,7 @@ def create_app(models: list[str] | tuple[str, ...] = DEFAULT_MODELS, fault: dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser("Ollama API emulator", 11434)
+    parser = build_parser("emulators.ollama", "Ollama API emulator", 11434)
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help="comma-separated installed models")
     args = parser.parse_args(argv)

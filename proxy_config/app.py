@@ -34,6 +34,13 @@ def route_headers(ctx: context.RequestContext, litellm_headers: dict[bytes, byte
     return [(b"x-gateway-route", route.encode()), (b"x-gateway-reason", reason.encode())]
 
 
+async def send_json(send, status: int, body: object, headers: tuple = ()) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
 def health_body() -> tuple[int, dict]:
     """The original design's /health shape, from cached state only."""
     runtime = get_runtime()
@@ -53,6 +60,15 @@ def health_body() -> tuple[int, dict]:
     return (503 if status == "unhealthy" else 200), body
 
 
+async def health(scope, receive, send) -> None:
+    status, body = health_body()
+    await send_json(send, status, body)
+
+
+# Paths the gateway answers itself, without LiteLLM (GET/HEAD only).
+LOCAL_ROUTES = {"/health": health}
+
+
 class GatewayApp:
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -64,8 +80,9 @@ class GatewayApp:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
             return
-        if scope["path"] == "/health" and scope["method"] in ("GET", "HEAD"):
-            await self._health(send)
+        local = LOCAL_ROUTES.get(scope["path"])
+        if local is not None and scope["method"] in ("GET", "HEAD"):
+            await local(scope, receive, send)
             return
         ctx = context.RequestContext()
         token = context.current.set(ctx)
@@ -90,13 +107,6 @@ class GatewayApp:
             await send(message)
 
         return lifespan_send
-
-    async def _health(self, send) -> None:
-        status, body = health_body()
-        payload = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
 
 
 def create_app():

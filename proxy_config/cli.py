@@ -104,6 +104,9 @@ def demo(
     run_demo(port=port, keep=keep)
 
 
+# --- subcommands that live in their own modules (one registration line each) ---
+
+
 def main() -> None:
     app()
 

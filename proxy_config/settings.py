@@ -62,6 +62,16 @@ class Settings(BaseModel):
     api_keys: Annotated[list[SecretStr], BeforeValidator(_split_csv)] = Field(default_factory=list)
     rate_limit_requests: int = Field(100, ge=1, description="Requests per key per window (RATE_LIMIT_REQUESTS).")
     rate_limit_window: int = Field(60, ge=1, description="Rate-limit window in seconds (RATE_LIMIT_WINDOW).")
+    rate_limit_tpm: int | None = Field(None, ge=1, description="Optional tokens per minute per key (RATE_LIMIT_TPM).")
+    keys_file: Path | None = Field(None, description="YAML file of client keys and per-key limits (KEYS_FILE).")
+    allow_query_api_key: bool = Field(False, description="Also accept ?api_key= (ALLOW_QUERY_API_KEY); keys in URLs end up in access logs.")
+    redis_url: SecretStr | None = Field(None, description="Redis for limits shared across workers (REDIS_URL, or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD).")
+    database_url: SecretStr | None = Field(None, description="PostgreSQL for LiteLLM virtual keys and admin UI (DATABASE_URL).")
+    data_dir: Path = Field(Path("data"), description="Where the SQLite request ledger lives (DATA_DIR).")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted request body (MAX_BODY_BYTES).")
+    cors_origins: Annotated[list[str], BeforeValidator(_split_csv)] = Field(
+        default_factory=list, description="Allowed CORS origins, comma-separated (CORS_ORIGINS); empty = none."
+    )
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     @field_validator("log_level", mode="before")
@@ -117,7 +127,9 @@ _ENV_FIELDS = {
     "OLLAMA_URL": "ollama_url", "DEEPSEEK_URL": "deepseek_url", "DEEPSEEK_API_KEY": "deepseek_api_key",
     "MASTER_KEY": "master_key", "LITELLM_MASTER_KEY": "master_key", "API_KEYS": "api_keys",
     "RATE_LIMIT_REQUESTS": "rate_limit_requests", "RATE_LIMIT_WINDOW": "rate_limit_window",
-    "GATEWAY_CONFIG": "config_path",
+    "GATEWAY_CONFIG": "config_path", "RATE_LIMIT_TPM": "rate_limit_tpm", "KEYS_FILE": "keys_file",
+    "ALLOW_QUERY_API_KEY": "allow_query_api_key", "REDIS_URL": "redis_url", "DATABASE_URL": "database_url",
+    "DATA_DIR": "data_dir", "MAX_BODY_BYTES": "max_body_bytes", "CORS_ORIGINS": "cors_origins",
 }
 
 
@@ -153,6 +165,9 @@ def load_settings(
     for name, field in _ENV_FIELDS.items():
         if env.get(name, "") != "":
             values[field] = env[name]
+    if "redis_url" not in values and env.get("REDIS_HOST"):
+        auth = f":{env['REDIS_PASSWORD']}@" if env.get("REDIS_PASSWORD") else ""
+        values["redis_url"] = f"redis://{auth}{env['REDIS_HOST']}:{env.get('REDIS_PORT', '6379')}/0"
     values.update({k: v for k, v in overrides.items() if v is not None})
     config_path = Path(str(values.get("config_path", DEFAULT_CONFIG)))
     routing = dict(read_config(config_path).get("gateway_settings") or {})

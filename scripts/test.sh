@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up everything and run the whole test suite (this is what CI runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export GATEWAY_TEST_LOGS="${GATEWAY_TEST_LOGS:-$(mktemp -d /tmp/gateway-test-logs.XXXXXX)}"
+exec .venv/bin/python -m pytest "$@"
