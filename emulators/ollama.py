@@ -73,7 +73,8 @@ def digest_of(name: str) -> str:
 
 
 def now_iso(delta: float = 0.0) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=delta)).isoformat().replace("+00:00", "Z")
+    moment = datetime.now(timezone.utc) + timedelta(seconds=delta)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def error(status: int, message: str) -> JSONResponse:

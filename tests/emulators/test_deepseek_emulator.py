@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -234,14 +235,17 @@ def test_openai_sdk(server):
 
 
 def test_cli_port_zero_prints_ready_line():
-    proc = subprocess.Popen([sys.executable, "-m", "emulators.deepseek", "--port", "0",
-                             "--api-key", KEY], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("ready http://127.0.0.1:") and not line.endswith(":0")
-        url = line.split()[1]
-        headers = {"Authorization": f"Bearer {KEY}"}
-        assert httpx.get(f"{url}/models", headers=headers).status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with subprocess.Popen([sys.executable, "-m", "emulators.deepseek", "--port", "0",
+                           "--api-key", KEY], cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        watchdog = threading.Timer(15, proc.kill)     # never block on readline
+        watchdog.start()
+        try:
+            line = proc.stdout.readline().strip()
+            assert line.startswith("ready http://127.0.0.1:") and not line.endswith(":0")
+            url = line.split()[1]
+            headers = {"Authorization": f"Bearer {KEY}"}
+            assert httpx.get(f"{url}/models", headers=headers).status_code == 200
+        finally:
+            watchdog.cancel()
+            proc.terminate()
+            proc.wait(timeout=10)

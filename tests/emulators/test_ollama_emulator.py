@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def test_simple_endpoints(client):
     assert set(entry) >= {"name", "model", "modified_at", "size", "digest", "details"}
     assert set(entry["details"]) >= {"format", "family", "families", "parameter_size",
                                      "quantization_level"}
-    assert [m["id"] for m in client.get("/v1/models").json()["data"]] == list(ollama.DEFAULT_MODELS)
+    openai_ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert openai_ids == list(ollama.DEFAULT_MODELS)
 
 
 @pytest.mark.parametrize("model,key,ctx,thinking", [
@@ -245,14 +247,18 @@ def test_stats(client):
 
 
 def test_cli_port_zero_prints_ready_line():
-    proc = subprocess.Popen([sys.executable, "-m", "emulators.ollama", "--port", "0",
-                             "--models", "qwen2.5:7b"],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("ready http://127.0.0.1:") and not line.endswith(":0")
-        url = line.split()[1]
-        assert [m["name"] for m in httpx.get(f"{url}/api/tags").json()["models"]] == ["qwen2.5:7b"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with subprocess.Popen([sys.executable, "-m", "emulators.ollama", "--port", "0",
+                           "--models", "qwen2.5:7b"],
+                          cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        watchdog = threading.Timer(15, proc.kill)     # never block on readline
+        watchdog.start()
+        try:
+            line = proc.stdout.readline().strip()
+            assert line.startswith("ready http://127.0.0.1:") and not line.endswith(":0")
+            url = line.split()[1]
+            models = httpx.get(f"{url}/api/tags").json()["models"]
+            assert [m["name"] for m in models] == ["qwen2.5:7b"]
+        finally:
+            watchdog.cancel()
+            proc.terminate()
+            proc.wait(timeout=10)
