@@ -184,15 +184,23 @@ def load_settings(
 
 
 _FIELD_ENV = {field: name for name, field in _ENV_FIELDS.items() if name != "MASTER_KEY"}
+_SECRET_FIELDS = frozenset({"deepseek_api_key", "master_key", "api_keys", "redis_url", "database_url"})
 
 
 def _explain(exc: ValidationError) -> str:
+    """One line per invalid value, naming the variable; secrets are never echoed."""
     lines = []
     for error in exc.errors():
-        loc = error["loc"]
+        loc = [str(part) for part in error["loc"]]
         if loc and loc[0] == "routing":
-            where = "config.yaml gateway_settings." + ".".join(str(part) for part in loc[1:])
+            where = "config.yaml gateway_settings." + ".".join(loc[1:])
         else:
-            where = _FIELD_ENV.get(str(loc[0]), str(loc[0])) if loc else "settings"
-        lines.append(f"{where}: {error['msg']} (got {error.get('input')!r})" if "key" not in where.lower() else f"{where}: {error['msg']}")
+            where = _FIELD_ENV.get(loc[0], loc[0]) if loc else "settings"
+        custom = (error.get("ctx") or {}).get("error")
+        if custom is not None:
+            lines.append(str(custom))  # our validators already name the variable
+        elif loc and loc[0] in _SECRET_FIELDS:
+            lines.append(f"{where}: {error['msg']}")
+        else:
+            lines.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
     return "; ".join(lines)
