@@ -1,0 +1,62 @@
+"""`gateway doctor`: tell a newcomer what is reachable and what to fix.
+
+Each finding is `{"what", "ok", "detail"}`; details say what to do when something is wrong.
+Network checks use short timeouts and never raise.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from custom_router.policy import Tier, normalize_tag
+from proxy_config.catalog import model_entries
+from proxy_config.check import check_config
+from proxy_config.settings import Settings, read_config
+
+TIMEOUT = 3.0
+
+
+def finding(what: str, ok: bool, detail: str) -> dict:
+    return {"what": what, "ok": ok, "detail": detail}
+
+
+def diagnose(settings: Settings) -> list[dict]:
+    errors = [p.message for p in check_config(settings) if p.level == "error"]
+    findings = [finding("config", not errors, "; ".join(errors) or f"{settings.config_path} is valid")]
+    findings += _ollama(settings)
+    findings.append(_deepseek(settings))
+    return findings
+
+
+def _ollama(settings: Settings) -> list[dict]:
+    url = settings.ollama_url
+    try:
+        version = httpx.get(f"{url}/api/version", timeout=TIMEOUT).json().get("version", "?")
+        tags = httpx.get(f"{url}/api/tags", timeout=TIMEOUT).json().get("models") or []
+    except (httpx.HTTPError, ValueError) as exc:
+        return [finding("ollama", False, f"cannot reach Ollama at {url} ({type(exc).__name__}); "
+                        "start it (systemctl start ollama) or set OLLAMA_URL in .env")]
+    installed = {normalize_tag(str(m.get("name"))) for m in tags if isinstance(m, dict)}
+    results = [finding("ollama", True, f"Ollama {version} at {url}, {len(installed)} models installed")]
+    entries = model_entries(read_config(settings.config_path))
+    for entry in entries.values():
+        if entry.tier is Tier.LOCAL:
+            ok = normalize_tag(entry.backend_model) in installed
+            detail = "installed" if ok else f"not installed: run `gateway models pull {entry.backend_model}` (requests go to the cloud meanwhile)"
+            results.append(finding(f"model {entry.name}", ok, detail))
+    return results
+
+
+def _deepseek(settings: Settings) -> dict:
+    if settings.deepseek_api_key is None:
+        return finding("deepseek", False, "DEEPSEEK_API_KEY is not set: the cloud tier is off; add it to .env to enable it")
+    try:
+        response = httpx.get(f"{settings.deepseek_url}/models", timeout=TIMEOUT,
+                             headers={"Authorization": f"Bearer {settings.deepseek_api_key.get_secret_value()}"})
+    except httpx.HTTPError as exc:
+        return finding("deepseek", False, f"cannot reach {settings.deepseek_url} ({type(exc).__name__}); check DEEPSEEK_URL and the network")
+    if response.status_code == 401:
+        return finding("deepseek", False, "DeepSeek rejected DEEPSEEK_API_KEY (401); create a new key on platform.deepseek.com")
+    if response.status_code != 200:
+        return finding("deepseek", False, f"{settings.deepseek_url}/models answered {response.status_code}")
+    return finding("deepseek", True, f"key accepted by {settings.deepseek_url}")
