@@ -110,8 +110,17 @@ def test_cloud_failure_on_complex_request_is_served_locally(gateway, ollama, dee
     assert (deepseek.chats("deepseek-chat"), ollama.chats("qwen2.5:7b")) == (1, 1)
 
 
+def test_request_too_big_for_local_context_window_goes_to_cloud(gateway, ollama, deepseek):
+    # 8192-token local window: a short prompt asking for 8190 output tokens cannot fit.
+    raw = gateway.client().chat.completions.with_raw_response.create(model="mistral:7b", messages=SHORT, max_tokens=8190)
+    assert route_of(raw) == ("cloud", "context-window")
+    assert (ollama.chats(), deepseek.chats("deepseek-chat")) == (0, 1)
+
+
 def test_models_lists_every_group_and_auto(gateway):
-    assert {m.id for m in gateway.client().models.list()} == CONFIGURED
+    raw = gateway.client().models.with_raw_response.list()
+    assert {m.id for m in raw.parse()} == CONFIGURED
+    assert route_of(raw) == ("none", "not-routed")  # route headers are on every response
 
 
 def test_unknown_model_gets_openai_error(gateway):
@@ -123,7 +132,9 @@ def test_unknown_model_gets_openai_error(gateway):
 
 @pytest.fixture(scope="module")
 def ollama_down_gateway(deepseek):
-    gw = Gateway("ollama-down", {"OLLAMA_URL": dead_url(), "DEEPSEEK_URL": deepseek.url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY})
+    # The original design's .env used the full endpoint URL for DEEPSEEK_URL: it must keep working.
+    gw = Gateway("ollama-down", {"OLLAMA_URL": dead_url(), "DEEPSEEK_URL": f"{deepseek.url}/chat/completions",
+                                 "DEEPSEEK_API_KEY": DEEPSEEK_KEY})
     yield gw.wait_ready()
     gw.stop()
 
