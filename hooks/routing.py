@@ -85,7 +85,7 @@ class RoutingHook(CustomLogger):
             runtime = get_runtime()
             tier = runtime.tier_of(group) or "unknown"
             cause = failure_cause(exc) if exc is not None else "error"
-            if tier == "local" and cause in ("connection", "timeout") and "Connect" in repr(exc):
+            if tier == "local" and cause == "connection":  # refused/reset: down, not merely slow
                 runtime.monitor.mark_local_down(f"Ollama connection failed ({_message(exc)})")
             elif tier == "local" and cause == "model-not-found":
                 entry = runtime.policy.models.get(group)

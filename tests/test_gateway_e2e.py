@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from emulators._common import count_prompt_tokens
-from tests.harness import DEEPSEEK_KEY, Gateway, dead_url
+from tests.harness import DEEPSEEK_KEY, Gateway, dead_url, write_config
 
 SHORT = [{"role": "user", "content": "Say hello."}]
 LONG = [{"role": "user", "content": "Explain this log: " + "x" * 600}]
@@ -179,3 +179,29 @@ def test_both_tiers_failing_at_runtime_gets_503(gateway, ollama, deepseek):
     assert caught.value.status_code == 503
     message = caught.value.body["message"]
     assert "local tier (qwen2.5:7b) failed" in message and "cloud tier (deepseek-chat) also failed" in message
+
+
+def test_ollama_dying_is_marked_down_at_once_and_recovers(deepseek, tmp_path):
+    from emulators import ollama as ollama_emulator
+    from emulators._common import serve_in_thread
+
+    server = serve_in_thread(ollama_emulator.create_app())
+    port = server.port
+    gw = Gateway("ollama-dies", {"OLLAMA_URL": server.url, "DEEPSEEK_URL": deepseek.url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY},
+                 config=write_config(tmp_path, health_interval_seconds=2)).wait_ready()
+    try:
+        client = gw.client()
+        assert route_of(client.chat.completions.with_raw_response.create(model="auto", messages=SHORT)) == ("local", "simple")
+        server.stop()
+        first = client.chat.completions.with_raw_response.create(model="auto", messages=SHORT)
+        second = client.chat.completions.with_raw_response.create(model="auto", messages=SHORT)
+        assert route_of(first) == ("cloud", "local-error-fallback")
+        assert route_of(second) == ("cloud", "local-unavailable")  # no request pays for the dead Ollama again
+        server = serve_in_thread(ollama_emulator.create_app(), port=port)
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{gw.url}/health").json()["ollama"] != "connected" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert route_of(client.chat.completions.with_raw_response.create(model="auto", messages=SHORT)) == ("local", "simple")
+    finally:
+        gw.stop()
+        server.stop()
