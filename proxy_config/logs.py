@@ -1,0 +1,133 @@
+"""Structured logs: one JSON object per line, with the request id, secrets redacted.
+
+`gateway serve` passes `uvicorn_log_config(level, secrets)` to uvicorn, so every worker logs
+through `JsonLineFormatter` on stdout: uvicorn's own and access logs, the gateway's loggers
+(`gateway.*`) and, once `adopt_litellm_loggers()` has run in the worker, LiteLLM's loggers.
+A line looks like
+    {"ts": "2026-01-01T12:00:00.123Z", "level": "INFO", "logger": "gateway.request",
+     "message": "request", "request_id": "3f2a...", "route": "local", ...}
+`request_id` is the `x-request-id` of the request being served (from hooks.context), so all
+lines of one request can be grepped together. Redaction replaces the configured keys
+(GATEWAY_LOG_SECRETS, set by `gateway serve`) and anything shaped like a key or a bearer
+token with `[redacted sha256:<8 hex>]`. A record that cannot be formatted is still written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+
+SECRETS_ENV = "GATEWAY_LOG_SECRETS"  # comma-separated exact values to redact, set by `gateway serve`
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router")
+KEY_SHAPES = re.compile(
+    r"(?P<key>\bsk-[A-Za-z0-9_\-]{8,})"
+    r"|(?i:(?P<prefix>\bbearer\s+|[?&](?:api[_-]?key|key|token)=|\"?(?:api[_-]?key|authorization)\"?\s*[:=]\s*\"?))"
+    r"(?P<value>[A-Za-z0-9_\-.~+/=]{8,})"
+)
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "color_message", "litellm_redacted"}  # LiteLLM stamps a sentinel object on records
+
+
+def fingerprint(secret: str) -> str:
+    return f"[redacted sha256:{hashlib.sha256(secret.encode()).hexdigest()[:8]}]"
+
+
+class Redactor:
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        if secrets is None:
+            secrets = [s for s in os.environ.get(SECRETS_ENV, "").split(",") if s]
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, fingerprint(secret))
+        return KEY_SHAPES.sub(self._shape, text)
+
+    @staticmethod
+    def _shape(match: re.Match) -> str:
+        if match.group("key"):
+            return fingerprint(match.group("key"))
+        return match.group("prefix") + fingerprint(match.group("value"))
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps `request_id` from the request being served (if any and not given explicitly)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            from hooks.context import current
+
+            ctx = current.get()
+            if ctx is not None:
+                record.request_id = ctx.request_id
+        return True
+
+
+class JsonLineFormatter(logging.Formatter):
+    def __init__(self, *args, secrets: list[str] | None = None, **kwargs) -> None:
+        super().__init__()
+        self.redact = Redactor(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            message = record.getMessage()
+        except Exception:  # bad %-args: keep the raw message
+            message = str(record.msg)
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_") and key not in line:
+                line[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        return self.redact(text)
+
+
+def secrets_environment(settings) -> dict[str, str]:
+    """GATEWAY_LOG_SECRETS for the workers: every configured key, password and URL credential."""
+    values = [settings.master_key, settings.deepseek_api_key, *settings.api_keys, settings.redis_url, settings.database_url]
+    secrets = []
+    for value in values:
+        if value is None:
+            continue
+        secret = value.get_secret_value()
+        password = re.search(r"://[^:/@]*:([^@/]+)@", secret)  # the password inside a URL
+        secrets.append(password.group(1) if password else secret)
+    return {SECRETS_ENV: ",".join(s for s in secrets if "," not in s)}
+
+
+def uvicorn_log_config(level: str) -> dict:
+    """logging.dictConfig for `uvicorn.run(log_config=...)`: JSON lines on stdout, LOG_LEVEL."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"], "stream": "ext://sys.stdout"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "proxy_config.logs.RequestIdFilter"}},
+        "formatters": {"json": {"()": "proxy_config.logs.JsonLineFormatter"}},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level},
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": ["default"], "level": level, "propagate": False},
+        },
+    }
+
+
+def adopt_litellm_loggers() -> None:
+    """Route LiteLLM's loggers through our handler (they come with their own plain-text one)."""
+    for name in LITELLM_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True

@@ -1,0 +1,218 @@
+"""`gateway report`: what the gateway served and what that saved, from the request ledger.
+
+Reads the ledger (hooks.ledger_store: SQLite under DATA_DIR, or PostgreSQL with DATABASE_URL)
+for a period and prints requests and tokens by route, model and key, fallbacks by cause,
+cloud spend and the savings against sending everything to the cloud default model, as a
+table, CSV or JSON. `--plot FILE.png` draws savings and the local/cloud share over time
+(proxy_config.report_plot). Aggregation is one pass over the period's rows (`Summary`).
+A missing or unreadable ledger stops with exit code 1 and a message saying where it looked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hooks.ledger import fallback_tiers
+
+UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+def parse_since(text: str) -> float:
+    """`30m`, `24h`, `7d`, `2w` -> seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text or "")
+    if not match or int(match.group(1)) == 0:
+        raise typer.BadParameter(f"{text!r} is not a period; use a number and a unit, e.g. 30m, 24h, 7d or 2w")
+    return int(match.group(1)) * UNITS[match.group(2)]
+
+
+@dataclass
+class Totals:
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0
+
+    def add(self, row: Mapping) -> None:
+        self.requests += 1
+        self.errors += int((row["status"] or 0) >= 400)
+        self.prompt_tokens += row["prompt_tokens"] or 0
+        self.completion_tokens += row["completion_tokens"] or 0
+        self.reasoning_tokens += row["reasoning_tokens"] or 0
+        self.cost_usd += row["cost_usd"] or 0.0
+        self.saved_usd += row["saved_usd"] or 0.0
+
+
+@dataclass
+class Summary:
+    """One pass over ledger rows; `bucket_seconds` > 0 also builds the timeline for --plot."""
+
+    since: float
+    until: float
+    bucket_seconds: int = 0
+    total: Totals = field(default_factory=Totals)
+    by_route: dict[str, Totals] = field(default_factory=dict)
+    by_model: dict[str, Totals] = field(default_factory=dict)
+    by_key: dict[str, Totals] = field(default_factory=dict)
+    fallbacks: Counter = field(default_factory=Counter)
+    timeline: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, row: Mapping) -> None:
+        self.total.add(row)
+        for table, name in ((self.by_route, row["route"]), (self.by_model, row["served_model"] or "(not served)"),
+                            (self.by_key, row["key_hash"] or "(no key)")):
+            table.setdefault(name or "none", Totals()).add(row)
+        if row["fallback_cause"]:
+            self.fallbacks[(*fallback_tiers(row["route"], row["reason"] or ""), row["fallback_cause"])] += 1
+        if self.bucket_seconds:
+            start = int(row["ts"] // self.bucket_seconds * self.bucket_seconds)
+            point = self.timeline.setdefault(start, {"local": 0, "cloud": 0, "saved_usd": 0.0, "cloud_spend_usd": 0.0})
+            if row["route"] in ("local", "cloud") and (row["status"] or 0) < 400:
+                point[row["route"]] += 1
+            point["saved_usd"] += row["saved_usd"] or 0.0
+            point["cloud_spend_usd"] += (row["cost_usd"] or 0.0) if row["route"] == "cloud" else 0.0
+
+    def as_dict(self) -> dict:
+        local, cloud = self.by_route.get("local", Totals()), self.by_route.get("cloud", Totals())
+        served = (local.requests - local.errors) + (cloud.requests - cloud.errors)
+        cloud_only = self.total.cost_usd + self.total.saved_usd
+        return {
+            "period": {"since": _iso(self.since), "until": _iso(self.until)},
+            "totals": asdict(self.total),
+            "by_route": _tables(self.by_route),
+            "by_model": _tables(self.by_model),
+            "by_key": _tables(self.by_key),
+            "fallbacks": [{"from_tier": f, "to_tier": t, "cause": c, "requests": n}
+                          for (f, t, c), n in sorted(self.fallbacks.items())],
+            "cost_comparison": {
+                "cloud_spend_usd": cloud.cost_usd,
+                "local_cost_usd": local.cost_usd,
+                "actual_usd": self.total.cost_usd,
+                "cloud_only_usd": cloud_only,
+                "saved_usd": self.total.saved_usd,
+                "saved_pct": 100 * self.total.saved_usd / cloud_only if cloud_only else 0.0,
+                "local_share": (local.requests - local.errors) / served if served else 0.0,
+            },
+        }
+
+
+def summarize(rows: Iterable[Mapping], since: float, until: float, bucket_seconds: int = 0) -> Summary:
+    summary = Summary(since, until, bucket_seconds)
+    for row in rows:
+        if since <= row["ts"] <= until:
+            summary.add(row)
+    return summary
+
+
+def _tables(tables: dict[str, Totals]) -> dict[str, dict]:
+    return {name: asdict(t) for name, t in sorted(tables.items(), key=lambda item: -item[1].requests)}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+COLUMNS = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd", "saved_usd")
+
+
+def render_csv(data: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("section", "name", *COLUMNS))
+    writer.writerow(("total", "all", *(data["totals"][c] for c in COLUMNS)))
+    for section in ("route", "model", "key"):
+        for name, totals in data[f"by_{section}"].items():
+            writer.writerow((section, name, *(totals[c] for c in COLUMNS)))
+    for fb in data["fallbacks"]:
+        writer.writerow(("fallback", f"{fb['from_tier']}->{fb['to_tier']}:{fb['cause']}", fb["requests"], *[""] * 6))
+    for name, value in data["cost_comparison"].items():
+        writer.writerow(("cost", name, value, *[""] * 6))
+    return out.getvalue()
+
+
+def render_table(data: dict) -> str:
+    period = data["period"]
+    lines = [f"Gateway report {period['since']} .. {period['until']}", ""]
+    head = ("", "requests", "errors", "prompt tok", "completion tok", "reasoning tok", "cost USD", "saved USD")
+    for section in ("route", "model", "key"):
+        rows = [(name, *(_cell(t[c]) for c in COLUMNS)) for name, t in data[f"by_{section}"].items()]
+        rows.append(("total", *(_cell(data["totals"][c]) for c in COLUMNS)))
+        lines += _aligned((f"by {section}", *head[1:]), rows) + [""]
+    if data["fallbacks"]:
+        rows = [(f"{f['from_tier']} -> {f['to_tier']}", f["cause"], str(f["requests"])) for f in data["fallbacks"]]
+        lines += _aligned(("fallbacks", "cause", "requests"), rows) + [""]
+    cmp = data["cost_comparison"]
+    lines += _aligned(("cost comparison", "USD"), [
+        ("cloud-only (everything on the cloud default)", _cell(cmp["cloud_only_usd"])),
+        ("actual: cloud spend", _cell(cmp["cloud_spend_usd"])),
+        ("actual: local cost (local_cost_per_1k_tokens)", _cell(cmp["local_cost_usd"])),
+        ("saved", f"{_cell(cmp['saved_usd'])} ({cmp['saved_pct']:.1f}%)"),
+        ("served locally", f"{100 * cmp['local_share']:.1f}% of requests"),
+    ])
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
+def _aligned(head: tuple, rows: list[tuple]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
+    fmt = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return [fmt(head), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
+
+
+def report(
+    since: Annotated[str, typer.Option(help="Period to cover, up to now: 30m, 24h, 7d, 2w.")] = "24h",
+    fmt: Annotated[Format, typer.Option("--format", help="table (readable), csv or json.")] = Format.TABLE,
+    plot: Annotated[Path | None, typer.Option(help="Also draw savings and local/cloud share over time to this PNG.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")] = None,
+) -> None:
+    """Requests, tokens, cloud spend and savings from the request ledger."""
+    from hooks.ledger_store import open_store
+    from proxy_config.cli import fail, settings_or_exit
+
+    seconds = parse_since(since)
+    settings = settings_or_exit(config_path=config)
+    until = time.time()
+    bucket = 3600 if seconds <= 2 * 86400 else 86400
+    store = open_store(settings)
+    try:
+        conn = store.open_for_reading()
+        try:
+            summary = summarize(store.rows_since(conn, until - seconds), until - seconds, until, bucket if plot else 0)
+        finally:
+            conn.close()
+    except Exception as exc:
+        raise fail(f"cannot read the ledger at {store.location}: {exc}") from None
+    data = summary.as_dict()
+    typer.echo({Format.JSON: lambda d: json.dumps(d, indent=2), Format.CSV: render_csv, Format.TABLE: render_table}[fmt](data))
+    if plot is not None:
+        from proxy_config.report_plot import draw
+
+        try:
+            draw(summary, plot)
+        except OSError as exc:
+            raise fail(f"cannot write the plot to {plot}: {exc}") from None
+        typer.secho(f"plot written to {plot}", err=True)
