@@ -1,0 +1,140 @@
+"""Static-key auth and per-key rate limits, as a LiteLLM custom_auth (config.yaml:
+`general_settings.custom_auth: hooks.auth.user_api_key_auth`), plus the token meter callback
+(`litellm_settings.callbacks: hooks.auth.instance`) that charges tokens-per-minute budgets.
+
+Who may call what:
+- the master key (LITELLM_MASTER_KEY): every route, as LiteLLM's proxy admin, not rate-limited;
+- a client key (proxy_config.keys): the OpenAI API routes only (/v1/... and the same routes
+  without /v1), each request counted by hooks.ratelimit against the key's limits;
+- no key: LiteLLM's public routes only (/health/readiness and /health are not LiteLLM-authed).
+The key comes from `Authorization: Bearer`, or from `?api_key=` when ALLOW_QUERY_API_KEY is on
+(then it is cut from the URL uvicorn's access log prints).
+
+Rejections raise LiteLLM's ProxyException, which it renders as an OpenAI-shaped body: 401 for
+a missing or unknown key, 403 for a client key on an admin route, 429 over a limit, with
+Retry-After and x-ratelimit-* headers. The verdict also goes on the request context, so
+proxy_config.app stamps the x-ratelimit-* headers on every response of a client key.
+LiteLLM only ever sees a key's sha256, and logs name keys by `sha256:` prefix only.
+The token meter fails open: an error there is logged and never affects a response.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import Request
+from litellm.constants import LITELLM_PROXY_ADMIN_NAME, LITELLM_PROXY_MASTER_KEY_ALIAS
+from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import LiteLLMRoutes, LitellmUserRoles, ProxyException, UserAPIKeyAuth
+from litellm.proxy.auth.auth_utils import get_request_route
+
+from hooks import context
+from hooks.ratelimit import Limits, Verdict, get_limiter, headers
+from hooks.runtime import get_runtime
+from proxy_config.keys import ClientKey, KeyTable, key_hash, key_id, load_keys
+
+log = logging.getLogger("gateway.auth")
+
+
+def _pattern(route: str) -> re.Pattern[str]:
+    parts = (r"[^/]+" if re.fullmatch(r"\{[^}]+\}", p) else ".*" if p == "*" else re.escape(p) for p in route.split("/"))
+    return re.compile("/".join(parts) + r"\Z")
+
+
+_CLIENT_ROUTES = frozenset(LiteLLMRoutes.openai_routes.value)
+_CLIENT_PATTERNS = tuple(_pattern(r) for r in _CLIENT_ROUTES if "{" in r or "*" in r)
+
+
+@functools.lru_cache(maxsize=1024)
+def is_client_route(route: str) -> bool:
+    """The OpenAI API surface a client key may call; everything else is admin."""
+    return route in _CLIENT_ROUTES or any(p.match(route) for p in _CLIENT_PATTERNS)
+
+
+@functools.cache
+def key_table() -> KeyTable:
+    table = load_keys(get_runtime().settings)
+    log.info("static keys: %d client key(s) %s", len(table.keys), ", ".join(k.id for k in table.keys.values()))
+    return table
+
+
+def _auth_error(status: int, code: str, message: str) -> ProxyException:
+    # LiteLLM renders `type`; proxy_config.errors moves it to `code` and sets the type from the status.
+    return ProxyException(message=message, type=code, param="api_key", code=status)
+
+
+def _limited(key: ClientKey, verdict: Verdict) -> ProxyException:
+    wait = max(1, math.ceil(verdict.retry_after))
+    if verdict.over == "tokens":
+        what = f"{verdict.tokens_limit} tokens per minute"
+    else:
+        what = f"{verdict.limit} requests per {key.window} s"
+    return ProxyException(
+        message=f"Rate limit exceeded for key {key.name} ({key.id}): {what}. Retry after {wait} s.",
+        type="rate_limit_exceeded", param=None, code=429, headers=dict(headers(verdict)),
+    )
+
+
+def take_query_key(request: Request) -> str | None:
+    """The ?api_key= value, removed from the scope so the access log does not print it."""
+    scope = request.scope
+    pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    found = [value for name, value in pairs if name == "api_key"]
+    if found:
+        scope["query_string"] = urlencode([(n, v) for n, v in pairs if n != "api_key"]).encode("latin-1")
+    return found[0] if found else None
+
+
+async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    settings = get_runtime().settings
+    route = get_request_route(request)
+    query_key = take_query_key(request)  # always cut from the URL, honoured only when allowed
+    presented = api_key or (query_key if settings.allow_query_api_key else None)
+    if route in LiteLLMRoutes.public_routes.value:
+        return UserAPIKeyAuth(user_role=LitellmUserRoles.INTERNAL_USER_VIEW_ONLY)
+    table = key_table()
+    if not presented:
+        if query_key:
+            raise _auth_error(401, "missing_api_key", "?api_key= is disabled on this gateway (ALLOW_QUERY_API_KEY); send the key "
+                                   "as the header 'Authorization: Bearer <key>'.")
+        how = " or ?api_key=<key>" if settings.allow_query_api_key else ""
+        raise _auth_error(401, "missing_api_key", f"Missing API key. Send it as the header 'Authorization: Bearer <key>'{how}; "
+                               "with the OpenAI SDK pass api_key=<key>.")
+    if table.is_master(presented):
+        return UserAPIKeyAuth(api_key=LITELLM_PROXY_MASTER_KEY_ALIAS, user_role=LitellmUserRoles.PROXY_ADMIN,
+                              user_id=LITELLM_PROXY_ADMIN_NAME)
+    key = table.lookup(presented)
+    if key is None:
+        raise _auth_error(401, "invalid_api_key", f"Invalid API key ({key_id(key_hash(presented))}). Check the key, or ask the "
+                               "gateway admin to add it to API_KEYS or KEYS_FILE.")
+    if not is_client_route(route):
+        raise _auth_error(403, "admin_key_required", f"{route} needs the admin (master) key; client keys may call the OpenAI API "
+                               "routes (/v1/chat/completions, /v1/models, ...) only.")
+    verdict = await get_limiter().acquire(key.digest, Limits(key.requests, key.window, key.tpm))
+    ctx = context.current.get()
+    if ctx is not None:
+        ctx.rate_limit = verdict
+    if not verdict.allowed:
+        raise _limited(key, verdict)
+    return UserAPIKeyAuth(api_key=key.digest, key_alias=key.name, user_role=LitellmUserRoles.INTERNAL_USER)
+
+
+class TokenMeter(CustomLogger):
+    """Charges each successful response's tokens to its key's tokens-per-minute budget."""
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        try:
+            payload = kwargs.get("standard_logging_object") or {}
+            digest = (payload.get("metadata") or {}).get("user_api_key_hash")
+            key = key_table().keys.get(digest or "")
+            if key is not None and key.tpm:
+                await get_limiter().charge(key.digest, int(payload.get("total_tokens") or 0))
+        except Exception:  # metering must never break a request
+            log.exception("token meter failed")
+
+
+instance = TokenMeter()
