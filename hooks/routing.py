@@ -85,7 +85,7 @@ class RoutingHook(CustomLogger):
             runtime = get_runtime()
             tier = runtime.tier_of(group) or "unknown"
             cause = failure_cause(exc) if exc is not None else "error"
-            if tier == "local" and cause == "connection":  # refused/reset: down, not merely slow
+            if tier == "local" and cause == "connection" and is_connect_failure(exc):  # refused: down, not a cut reply
                 runtime.monitor.mark_local_down(f"Ollama connection failed ({_message(exc)})")
             elif tier == "local" and cause == "model-not-found":
                 entry = runtime.policy.models.get(group)
@@ -112,8 +112,25 @@ class RoutingHook(CustomLogger):
         return HTTPException(status_code=503, detail=f"Both tiers failed. {first} ({_short(message)}); {second}")
 
 
+CONNECT_FAILURES = ("Cannot connect to host", "Connect call failed", "Connection refused", "All connection attempts failed",
+                    "Name or service not known", "ConnectError", "ConnectTimeout")
+
+
+def is_connect_failure(exc: BaseException) -> bool:
+    """True when the backend could not be reached at all. LiteLLM raises APIConnectionError for a
+    dropped reply, malformed JSON and its own bugs too; those must not mark Ollama down."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionRefusedError) or any(marker in f"{type(exc).__name__}: {exc}" for marker in CONNECT_FAILURES):
+            return True
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "original_exception", None)
+    return False
+
+
 def _short(text: str, limit: int = 240) -> str:
-    text = text.split("\n\nLiteLLM:", 1)[0].split("Debug Information", 1)[0].replace("\n", " ").strip()
+    text = text.split("\n\nLiteLLM:", 1)[0].split("Debug Information", 1)[0].split("Traceback (most recent call last)", 1)[0]
+    text = text.replace("\n", " ").strip()
     return text if len(text) < limit else text[: limit - 3] + "..."
 
 

@@ -1,0 +1,352 @@
+"""The gateway's one error module: OpenAI-shaped error bodies, and the ASGI layer that makes every
+error a client sees one of them.
+
+Owns
+- `error_body(status, message, param, code)`: `{"error": {"message", "type", "param", "code"}}` with
+  `type` taken from the status (`STATUS_TYPES`), and `clean_message`, which cuts tracebacks and
+  LiteLLM's debug text out of messages and masks key-like strings;
+- `ErrorLayer`, the ASGI middleware in front of LiteLLM that
+  - answers 413 for a body over `max_body_bytes` (by Content-Length, or counted for chunked
+    bodies), 400 for invalid UTF-8, invalid or too deeply nested JSON, and 400 for malformed
+    chat-completion parameters (`proxy_config.chat_checks`), before LiteLLM parses anything;
+  - rewrites every error response that is not OpenAI-shaped (FastAPI `{"detail"}`, plain text,
+    HTML) and normalizes shaped ones, keeping the status;
+  - rewrites `data: {"error": ...}` events of a stream, and ends a chat-completion stream that
+    stops without `data: [DONE]` with an error event, so a cut stream never looks complete.
+How it fails: a body it cannot parse gets a generic message for its status; an exception from
+the inner app becomes a 500 (or an error event when a stream had started); successes pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+from hooks import context
+from proxy_config.chat_checks import RequestRejected, check_chat, check_json
+
+log = logging.getLogger("gateway.errors")
+
+STATUS_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_quota",
+    403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+    408: "timeout_error", 409: "conflict_error", 413: "request_too_large",
+    415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+    500: "server_error", 502: "server_error", 503: "service_unavailable_error", 504: "timeout_error",
+}
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CREDENTIAL_HEADERS = (b"authorization", b"x-api-key", b"api-key")
+OPENAI_JSON_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/moderations", "/responses")
+MAX_ERROR_BODY = 256 * 1024  # an error body larger than this is cut before parsing
+STREAM_INCOMPLETE = "The stream ended before the backend finished, so the response is incomplete. Retry the request."
+
+_TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\).*", re.S)
+_DEBUG_TAILS = re.compile(r"\s*(\n\nLiteLLM:|LiteLLM Retried:|Received Model Group=|Available Model Group Fallbacks=|Debug Information).*", re.S)
+_LITELLM_PREFIX = re.compile(r"litellm\.(\w+): (?:\1: )?")  # "litellm.BadRequestError: BadRequestError: "
+_STATUS_DICT = re.compile(r"^\d{3}: \{'(?:error|message)': ['\"](.*)['\"]\}$", re.S)  # str(HTTPException(detail=dict))
+_PROVIDER = re.compile(r"\b([A-Za-z]+?)(?:_chat)?Exception - ")  # "DeepseekException - ", "Ollama_chatException - "
+_SECRETS = (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"))
+_PROVIDER_NAMES = {"ollama": "Ollama", "deepseek": "DeepSeek", "openai": "OpenAI"}
+
+
+def error_type(status: int) -> str:
+    return STATUS_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+
+
+def mask_secrets(text: str) -> str:
+    text = _SECRETS[0].sub("sk-***", text)
+    return _SECRETS[1].sub(lambda m: f"{m.group(1)} ***", text)
+
+
+def clean_message(text: str, limit: int = 1000) -> str:
+    """A client-facing message: no traceback, no LiteLLM debug tail, no keys, upstream JSON unwrapped."""
+    text = _DEBUG_TAILS.sub("", _TRACEBACK.sub("", str(text)))
+    text = _STATUS_DICT.sub(r"\1", text)
+    text = unwrap_provider_errors(_LITELLM_PREFIX.sub("", text))
+    text = " ".join(mask_secrets(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def unwrap_provider_errors(text: str) -> str:
+    """`DeepseekException - {"error": {"message": "X"}}` -> `DeepSeek: X`."""
+    out, pos = [], 0
+    for match in _PROVIDER.finditer(text):
+        if match.start() < pos:
+            continue
+        out += [text[pos:match.start()], f"{_PROVIDER_NAMES.get(match.group(1).lower(), match.group(1))}: "]
+        pos = match.end()
+        if text.startswith("{", pos):
+            try:
+                inner, pos = json.JSONDecoder().raw_decode(text, pos)
+            except ValueError:
+                continue
+            error = inner.get("error", inner) if isinstance(inner, dict) else inner
+            out.append(str(error.get("message") or error) if isinstance(error, dict) else str(error))
+    return "".join(out) + text[pos:]
+
+
+def default_message(status: int, method: str, path: str) -> str:
+    if status == 404:
+        return f"{method} {path} is not a route of this gateway; the OpenAI API is under /v1 (e.g. POST /v1/chat/completions)."
+    if status == 405:
+        return f"{path} does not accept {method}; check the method (chat completions are POST)."
+    request_id = getattr(context.current.get(), "request_id", None)
+    if status >= 500:
+        return f"The gateway hit an internal error; its log has the details under request id {request_id}."
+    return f"The request failed with HTTP {status}."
+
+
+def parse_error(raw: bytes, content_type: str) -> tuple[str | None, str | None, str | None]:
+    """(message, param, code) out of whatever error body LiteLLM, FastAPI or Starlette produced."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(error, dict):
+            error = error.get("error", error) if "message" not in error else error
+        if isinstance(error, dict):
+            code, kind = error.get("code"), error.get("type")
+            if code is None or str(code).isdigit():  # LiteLLM puts the status there; its type says more
+                code = kind if isinstance(kind, str) and kind not in STATUS_TYPES.values() and kind != "internal_server_error" else None
+            param = error.get("param")
+            return _str(error.get("message") or error.get("error")), _str(param), _str(code)
+        if isinstance(error, list):  # FastAPI validation errors
+            parts = [f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}" for e in error if isinstance(e, dict)]
+            return "; ".join(parts) or None, None, "invalid_value"
+        return _str(error), None, None
+    if "html" in content_type:
+        text = re.sub(r"<[^>]+>", " ", text)
+    return (text.strip() or None), None, None
+
+
+def _str(value: object) -> str | None:
+    return None if value in (None, "", "None") else str(value)
+
+
+def shaped_error(status: int, raw: bytes, content_type: str, method: str, path: str) -> dict:
+    message, param, code = parse_error(raw, content_type)
+    if message in (None, "Not Found", "Method Not Allowed", "Internal Server Error", "Internal server error"):
+        message = default_message(status, method, path)
+    return error_body(status, clean_message(message), param, code)
+
+
+def stream_error_event(message: str, code: str) -> bytes:
+    return b"data: " + json.dumps(error_body(500, message, None, code)).encode() + b"\n\n"
+
+
+def rewrite_stream_errors(chunk: bytes) -> bytes:
+    """Normalize LiteLLM's `data: {"error": ...}` events (sent when a stream fails after its start)."""
+    events = chunk.split(b"\n\n")
+    for i, event in enumerate(events):
+        if event.startswith(b"data: {") and b'"error"' in event:
+            try:
+                error = json.loads(event[6:]).get("error")
+            except (ValueError, AttributeError):
+                continue
+            if error is not None:
+                detail = clean_message(error.get("message", "") if isinstance(error, dict) else error)
+                message = f"The stream failed after it had started, so the response is incomplete: {detail} Retry the request."
+                events[i] = stream_error_event(message, "stream_interrupted")[:-2]
+    return b"\n\n".join(events)
+
+
+async def send_error(send, status: int, body: dict, headers: list | None = None) -> None:
+    payload = json.dumps(body).encode()
+    kept = [(k, v) for k, v in headers or [] if k.lower() not in (b"content-length", b"content-type", b"content-encoding")]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_body_bytes: int
+    max_json_depth: int = 64
+    max_output_tokens: int = 1_000_000  # largest max_tokens any configured model could honour
+
+    @property
+    def drain_bytes(self) -> int:
+        """How much of an oversized body is read (and dropped) so the client can read the 413."""
+        return max(8 * self.max_body_bytes, 16 * 1024 * 1024)
+
+
+class ClientGone(Exception):
+    """The client disconnected while sending its body: nobody to answer."""
+
+
+class ErrorLayer:
+    def __init__(self, app, limits: RequestLimits) -> None:
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            receive = await self.checked_receive(scope, receive)
+        except RequestRejected as exc:
+            await send_error(send, exc.status, error_body(exc.status, exc.message, exc.param, exc.code))
+            return
+        except ClientGone:
+            return
+        filtered = ResponseFilter(send, scope)
+        try:
+            await self.app(scope, receive, filtered)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if not await filtered.fail():
+                raise  # a started non-stream response cannot be repaired: uvicorn drops the connection
+
+    async def checked_receive(self, scope, receive):
+        """Read and check the body (size, then JSON), and hand LiteLLM a replay of it."""
+        headers = dict(scope["headers"])
+        limit = self.limits.max_body_bytes
+        length = headers.get(b"content-length", b"").strip()
+        if length.isdigit() and int(length) > limit:
+            await drain(receive, self.limits.drain_bytes)
+            raise too_large(limit)
+        if scope["method"] not in BODY_METHODS:
+            return receive
+        body = await read_body(receive, limit, self.limits.drain_bytes)
+        path = scope["path"]
+        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+        openai_path = path.endswith(OPENAI_JSON_SUFFIXES)
+        if "json" in content_type or (openai_path and "multipart/" not in content_type):
+            value = check_json(body, self.limits.max_json_depth, required=openai_path)
+            # Parameter checks wait for a credential, so a client without one gets LiteLLM's 401 first.
+            if path.endswith("/chat/completions") and presents_credential(scope, headers):
+                check_chat(value, model_in_path="/deployments/" in path or "/engines/" in path,
+                           max_output_tokens=self.limits.max_output_tokens)
+        return replay(body, receive)
+
+
+def presents_credential(scope, headers: dict[bytes, bytes]) -> bool:
+    return any(name in headers for name in CREDENTIAL_HEADERS) or b"api_key=" in scope.get("query_string", b"")
+
+
+def too_large(limit: int) -> RequestRejected:
+    return RequestRejected(413, f"The request body is larger than this gateway's limit of {limit} bytes; "
+                                "send a smaller request, or raise MAX_BODY_BYTES in .env.", code="request_too_large")
+
+
+async def read_body(receive, limit: int, drain_bytes: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            if message.get("more_body"):
+                await drain(receive, drain_bytes - size)
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def drain(receive, budget: int) -> None:
+    while budget > 0:
+        message = await receive()
+        budget -= len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
+def replay(body: bytes, receive):
+    sent = False
+
+    async def replay_receive():
+        nonlocal sent
+        if sent:
+            return await receive()  # after the body: disconnect notices
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay_receive
+
+
+class ResponseFilter:
+    """The send() LiteLLM gets: holds and rewrites error responses, watches streams."""
+
+    def __init__(self, send, scope) -> None:
+        self.send, self.method, self.path = send, scope["method"], scope["path"]
+        self.held: dict | None = None  # the start of an error response being rewritten
+        self.chunks: list[bytes] = []
+        self.started = self.finished = self.sse = False
+        self.done = self.errored = False
+        self.tail = b""
+
+    async def __call__(self, message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if message["status"] >= 400 and self.method != "HEAD":
+                self.held = message
+                return
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            self.sse = content_type.startswith(b"text/event-stream")
+            self.started = True
+        elif kind == "http.response.body":
+            if self.held is not None:
+                await self.collect(message)
+                return
+            if self.sse:
+                message = self.watch_stream(message)
+            self.finished = not message.get("more_body", False)
+        await self.send(message)
+
+    async def collect(self, message) -> None:
+        if sum(map(len, self.chunks)) < MAX_ERROR_BODY:
+            self.chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            await self.send_held()
+
+    async def send_held(self) -> None:
+        start, self.held = self.held, None
+        headers = dict(start.get("headers", []))
+        raw = b"".join(self.chunks)[:MAX_ERROR_BODY]
+        if headers.get(b"content-encoding", b"").strip() == b"gzip":
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError):
+                raw = b""
+        body = shaped_error(start["status"], raw, headers.get(b"content-type", b"").decode("latin-1"), self.method, self.path)
+        self.started = self.finished = True
+        await send_error(self.send, start["status"], body, list(start.get("headers", [])))
+
+    def watch_stream(self, message) -> dict:
+        chunk = message.get("body", b"")
+        if b'"error"' in chunk:
+            chunk = rewrite_stream_errors(chunk)
+            self.errored = self.errored or b'"stream_interrupted"' in chunk
+        self.done = self.done or b"data: [DONE]" in self.tail + chunk
+        self.tail = chunk[-32:]
+        if not message.get("more_body", False) and not (self.done or self.errored) and self.path.endswith("/completions"):
+            log.warning("stream for %s ended without [DONE]; sending an error event", self.path)
+            chunk += stream_error_event(STREAM_INCOMPLETE, "stream_incomplete")
+        return {**message, "body": chunk}
+
+    async def fail(self) -> bool:
+        """The inner app raised: answer 500, or end a started stream with an error event."""
+        if self.held is not None:
+            await self.send_held()
+        elif not self.started:
+            await send_error(self.send, 500, error_body(500, default_message(500, self.method, self.path)))
+        elif self.sse and not self.finished:
+            await self.send({"type": "http.response.body", "more_body": False,
+                             "body": stream_error_event(STREAM_INCOMPLETE, "stream_incomplete")})
+        else:
+            return False
+        return True
