@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -35,15 +38,27 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default: HOST or 0.0.0.0).")] = None,
     port: Annotated[int | None, typer.Option(help="Bind port (default: PORT or 8080).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: WORKERS or 1).")] = None,
+    limit_max_requests: Annotated[int | None, typer.Option(help="Recycle a worker after this many requests (memory growth); jittered by 10%.", min=1)] = None,
 ) -> None:
     """Start the gateway (LiteLLM proxy + routing hooks) on HOST:PORT."""
+    from proxy_config import logs
     from proxy_config.check import check_config
 
     settings = settings_or_exit(config_path=config, host=host, port=port, workers=workers)
+    # Before anything imports prometheus_client: every worker writes its samples here (fresh per start).
+    metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+    atexit.register(shutil.rmtree, metrics_dir, True)
+    os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, JSON_LOGS="True", **logs.secrets_environment(settings))
     problems = [p for p in check_config(settings) if p.level == "error"]
     if problems:
         raise fail("config is invalid:\n  " + "\n  ".join(p.message for p in problems))
     os.environ.update(settings.litellm_environment())
+    if settings.redis_url is not None:  # LiteLLM reads REDIS_* too: keep it from stalling requests on a dead Redis
+        os.environ.setdefault("REDIS_SOCKET_TIMEOUT", "0.5")
+    if settings.database_url is not None:  # DB mode: LiteLLM virtual keys + admin UI (issue 3, proxy_config.dbmode)
+        from proxy_config import dbmode
+
+        os.environ.update(dbmode.prepare_or_exit(settings))
     import uvicorn
 
     uvicorn.run(
@@ -55,6 +70,9 @@ def serve(
         http="httptools",
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
+        limit_max_requests=limit_max_requests,
+        limit_max_requests_jitter=(limit_max_requests or 0) // 10,
+        log_config=logs.uvicorn_log_config(settings.log_level),
     )
 
 
@@ -105,6 +123,16 @@ def demo(
 
 
 # --- subcommands that live in their own modules (one registration line each) ---
+from proxy_config import models_cmd, render  # noqa: E402  (provisioning: issue 5)
+
+app.add_typer(render.app, name="render")
+app.add_typer(models_cmd.app, name="models")
+from proxy_config import report  # noqa: E402  (observability: issue 4)
+
+app.command(name="report")(report.report)
+from proxy_config.keys import keys_app  # noqa: E402  (keys: issue 3)
+
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

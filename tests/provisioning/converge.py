@@ -1,0 +1,253 @@
+"""A real converge of ansible/site.yml into a Debian 12 root, through the chroot connection.
+
+Owns the scaffolding only (the roles do the work):
+- a pristine `debootstrap --variant=minbase bookworm` root, cached under CACHE/base-bookworm
+  (a real server has systemd, so the root includes it for `systemd-analyze`);
+- a wheelhouse of requirements.lock (+ setuptools for the build), made on the host with the
+  host's pip and mounted read-only in the root, so pip in the root installs with --no-index;
+- a tar of the working tree (`git ls-files`), deployed with gateway_source=archive;
+- a stub Ollama release archive (no download: its sha256 is computed here and checked by the role);
+- a fresh copy of the base per run, /proc mounted, a policy-rc.d that exits 101, and teardown.
+
+Needs root, debootstrap, chroot, zstd and the Debian mirror. Failures raise ConvergeError with
+the command's output. Run by hand: python -m tests.provisioning.converge [--keep]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_DIR = REPO / "ansible"
+VENV_BIN = Path(sys.executable).parent
+CACHE = Path(os.environ.get("GATEWAY_CONVERGE_CACHE", "/var/cache/gateway-converge"))
+BASE = CACHE / "base-bookworm"
+WHEELS = CACHE / "wheels"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# Besides requirements.lock: pyproject's build backend (pip's isolated build of the project), and
+# redis's dependency on Python < 3.11.3 (Debian 12 has 3.11.2), which a lock made on 3.11.7 lacks.
+WHEELHOUSE_EXTRAS = ("setuptools==80.9.0", "async-timeout==5.0.1")
+
+
+class ConvergeError(RuntimeError):
+    pass
+
+
+def run(cmd: list[str], timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if result.returncode != 0:
+        raise ConvergeError(f"{' '.join(map(str, cmd))} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def missing_prerequisites() -> str | None:
+    """Why the converge cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the converge needs root (debootstrap, chroot, mount); CI runs as root"
+    for tool in ("debootstrap", "chroot", "zstd", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not (VENV_BIN / "ansible-playbook").exists():
+        return "ansible-playbook is not installed in the venv (requirements-test.txt)"
+    return None
+
+
+def debian_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))) -> str:
+    """The Debian mirror this machine's apt uses (deb822 `URIs:` or one-line `deb URL`)."""
+    files: list[Path] = []
+    for path in sources:
+        files += sorted(path.glob("*.sources")) + sorted(path.glob("*.list")) if path.is_dir() else [path]
+    for path in files:
+        if not path.is_file():
+            continue
+        for match in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^\]]*\]\s+)?)(\S+)", path.read_text(), re.M):
+            url = match.group(1).rstrip("/")
+            if url.endswith("/debian"):
+                return url
+    return DEFAULT_MIRROR
+
+
+def ensure_base() -> Path:
+    """The cached pristine bookworm root (debootstrap takes about a minute)."""
+    if (BASE / ".complete").exists():
+        return BASE
+    tmp = CACHE / "base-bookworm.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    run(["debootstrap", "--variant=minbase", "--include=python3,python3-apt,systemd", "bookworm", str(tmp), debian_mirror()],
+        timeout=1200)
+    shutil.rmtree(BASE, ignore_errors=True)
+    tmp.rename(BASE)
+    (BASE / ".complete").touch()
+    return BASE
+
+
+def ensure_wheelhouse() -> Path:
+    """Wheels for requirements.lock, built once per lock file content."""
+    lock = REPO / "requirements.lock"
+    stamp = WHEELS / ".lock-sha256"
+    digest = hashlib.sha256(lock.read_bytes() + "\n".join(WHEELHOUSE_EXTRAS).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return WHEELS
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    run([str(VENV_BIN / "python"), "-m", "pip", "wheel", "-q", "--wheel-dir", str(WHEELS), "--find-links", str(WHEELS),
+         "-r", str(lock), *WHEELHOUSE_EXTRAS], timeout=1200)
+    stamp.write_text(digest)
+    return WHEELS
+
+
+def source_archive(dest: Path) -> Path:
+    """A tar of the working tree's tracked and untracked-but-not-ignored files."""
+    names = run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO).stdout.split("\0")
+    with tarfile.open(dest, "w") as tar:
+        for name in sorted(n for n in names if n and (REPO / n).is_file()):
+            tar.add(REPO / name, arcname=name, recursive=False)
+    return dest
+
+
+def stub_ollama_archive(dest: Path) -> str:
+    """A .tar.zst shaped like Ollama's release (bin/ollama, lib/ollama/); returns its sha256."""
+    script = b"#!/bin/sh\necho 'ollama stub from the converge test' >&2\nexit 0\n"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data, mode in (("bin/ollama", script, 0o755), ("lib/ollama/README", b"stub\n", 0o644)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    dest.write_bytes(subprocess.run(["zstd", "-q", "-c"], input=raw.getvalue(), capture_output=True, check=True).stdout)
+    return hashlib.sha256(dest.read_bytes()).hexdigest()
+
+
+@dataclass
+class Recap:
+    ok: int
+    changed: int
+    failed: int
+    unreachable: int
+
+
+@dataclass
+class Converge:
+    root: Path
+    workdir: Path
+    mounts: list[Path] = field(default_factory=list)
+    applies: list[tuple[Recap, str, float]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, name: str = "run") -> Converge:
+        base = ensure_base()
+        ensure_wheelhouse()
+        workdir = CACHE / f"{name}-{os.getpid()}"
+        cls.cleanup(workdir)
+        workdir.mkdir(parents=True)
+        root = workdir / "root"
+        run(["cp", "-a", "--reflink=auto", str(base), str(root)])
+        self = cls(root=root, workdir=workdir)
+        self._prepare()
+        return self
+
+    def _prepare(self) -> None:
+        policy = self.root / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\n# converge test: never start services\nexit 101\n")
+        policy.chmod(0o755)
+        shutil.copy("/etc/resolv.conf", self.root / "etc/resolv.conf")
+        self._mount(["-t", "proc", "proc"], self.root / "proc")
+        wheels = self.root / "srv/wheelhouse"
+        wheels.mkdir(parents=True, exist_ok=True)
+        self._mount(["--bind", str(WHEELS)], wheels)
+        run(["mount", "-o", "remount,bind,ro", str(wheels)])
+
+    def _mount(self, args: list[str], target: Path) -> None:
+        run(["mount", *args, str(target)])
+        self.mounts.append(target)
+
+    def extra_vars(self) -> dict[str, str]:
+        archive = source_archive(self.workdir / "ai-gateway-src.tar")
+        ollama = self.workdir / "ollama-linux-amd64.tar.zst"
+        return {"gateway_source_archive": str(archive), "ollama_archive_src": str(ollama),
+                "ollama_archive_sha256": stub_ollama_archive(ollama)}
+
+    def apply(self, extra: dict[str, str]) -> Recap:
+        inventory = self.workdir / "inventory.yml"
+        inventory.write_text(
+            "ai_gateway:\n  hosts:\n"
+            f"    {self.root}:\n      ansible_connection: community.general.chroot\n"
+            "      ansible_become: false\n      ansible_python_interpreter: /usr/bin/python3\n")
+        # The host's pip settings (PIP_FIND_LINKS, ...) must not leak into the root through the connection.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        env = {**env, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(self.workdir / "ansible-tmp")}
+        cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "site.yml", "-e", f"@{FIXTURES / 'converge-vars.yml'}"]
+        for key, value in extra.items():
+            cmd += ["-e", f"{key}={value}"]
+        started = time.monotonic()
+        result = subprocess.run(cmd, cwd=ANSIBLE_DIR, env=env, capture_output=True, text=True, timeout=900)
+        output = result.stdout + result.stderr
+        (self.workdir / f"apply-{len(self.applies) + 1}.log").write_text(output)
+        recap = parse_recap(output, str(self.root))
+        self.applies.append((recap, output, time.monotonic() - started))
+        if result.returncode != 0 or recap.failed or recap.unreachable:
+            raise ConvergeError(f"ansible-playbook exited {result.returncode}:\n{output[-6000:]}")
+        return recap
+
+    def chroot(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(["chroot", str(self.root), *args], capture_output=True, text=True, timeout=timeout,
+                              env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+
+    def teardown(self, keep: bool = False) -> None:
+        for target in reversed(self.mounts):
+            subprocess.run(["umount", "-l", str(target)], capture_output=True)
+        self.mounts.clear()
+        if not keep:
+            self.cleanup(self.workdir)
+
+    @staticmethod
+    def cleanup(workdir: Path) -> None:
+        """Remove a run folder, never crossing a mount that is still there."""
+        if not workdir.exists():
+            return
+        for line in reversed(Path("/proc/mounts").read_text().splitlines()):
+            mountpoint = line.split()[1]
+            if mountpoint.startswith(f"{workdir}/"):
+                subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parse_recap(output: str, host: str) -> Recap:
+    match = re.search(rf"^{re.escape(host)}\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
+    if not match:
+        raise ConvergeError(f"no PLAY RECAP line for {host} in the output:\n{output[-4000:]}")
+    ok, changed, unreachable, failed = map(int, match.groups())
+    return Recap(ok=ok, changed=changed, failed=failed, unreachable=unreachable)
+
+
+def main() -> None:
+    why = missing_prerequisites()
+    if why:
+        sys.exit(f"cannot converge: {why}")
+    keep = "--keep" in sys.argv
+    converge = Converge.create("manual")
+    try:
+        extra = converge.extra_vars()
+        for n in (1, 2):
+            recap = converge.apply(extra)
+            print(f"apply {n}: {recap} in {converge.applies[-1][2]:.0f} s")
+    finally:
+        converge.teardown(keep=keep)
+        if keep:
+            print(f"kept {converge.root} (mounts released)")
+
+
+if __name__ == "__main__":
+    main()
