@@ -14,7 +14,7 @@ Tokens per minute (optional) are a budget per clock minute, checked before a req
 charged after its response (`charge`), because token counts are only known then: one
 request may overshoot it. Request limits are exact; token limits are not.
 
-Failure: when Redis errors or does not answer (0.25 s socket timeouts; a dropped connection
+Failure: when Redis errors or does not answer (1 s socket timeouts; a dropped connection
 is retried once at once), the limiter logs one warning, answers from the in-memory limiter
 (per process, so during an outage W workers admit up to W x requests), tries Redis again at
 most once a second and logs when it is back. No request fails because of Redis, or waits
@@ -36,8 +36,9 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("gateway.ratelimit")
 
-REDIS_TIMEOUT = 0.25  # seconds, per socket operation
-REDIS_DEADLINE = 1.0  # seconds, whole Redis round trip including one reconnect
+REDIS_TIMEOUT = 1.0  # seconds per socket operation: generous, as a busy event loop delays replies too
+REDIS_DEADLINE = 2.0  # seconds for the whole Redis call, including one reconnect
+REDIS_CONNECTIONS = 16  # per process; a script takes microseconds, so requests queue briefly, never storm
 RETRY_INTERVAL = 1.0  # seconds between attempts to use Redis again after a failure
 ADMITTED, OVER_REQUESTS, OVER_TOKENS = 0, 1, 2
 
@@ -196,15 +197,18 @@ class MemoryLimiter:
 
 class RedisLimiter:
     def __init__(self, url: str, prefix: str = "gateway:rl:") -> None:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
 
         self.where = redis_location(url)
         self.prefix = prefix
-        self.client = Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,
-                                     retry=Retry(NoBackoff(), 1, (RedisConnectionError,)))  # reconnect once, never wait twice
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_DEADLINE, socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),  # reconnect once
+        )
+        self.client = Redis(connection_pool=pool)
         self._acquire = self.client.register_script(ACQUIRE_LUA)
         self._charge = self.client.register_script(CHARGE_LUA)
 

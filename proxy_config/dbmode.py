@@ -69,10 +69,10 @@ def provision_command(python: str = sys.executable) -> str:
     return f"{bindir}/pip install {PRISMA_PIN} && {bindir}/prisma generate --schema {litellm_schema()}"
 
 
-def prisma_problem(python: str = sys.executable, timeout: float = 60.0) -> str | None:
+def prisma_problem(python: str = sys.executable, env: dict[str, str] | None = None, timeout: float = 60.0) -> str | None:
     """None when LiteLLM's Prisma client can start, else why not (probed in a child process)."""
     try:
-        probe = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+        probe = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return "checking the Prisma client timed out"
     if probe.returncode == 0:
@@ -121,6 +121,16 @@ def migrate() -> str | None:
     except RuntimeError as exc:
         return f"database migration cannot proceed: {exc}"
     return None if ok else "database migration failed after retries; check DATABASE_URL and that PostgreSQL is up"
+
+
+def prepare_or_exit(settings: Settings) -> dict[str, str]:
+    """For `gateway serve`: migrate, render the DB-mode config; the environment LiteLLM needs."""
+    from proxy_config.cli import fail
+
+    problem = migrate()
+    if problem is not None:
+        raise fail(f"DB mode: {problem}")
+    return environment(settings, render_config(settings))
 
 
 # ------------------------------------------------------------------ keys sync
@@ -194,11 +204,22 @@ def sync_keys(keys: list[ClientKey], base_url: str, master_key: str, dry_run: bo
         return results
 
 
-def prepare_or_exit(settings: Settings) -> dict[str, str]:
-    """For `gateway serve`: migrate, render the DB-mode config; the environment LiteLLM needs."""
-    from proxy_config.cli import fail
+def main(argv: list[str]) -> int:
+    """`python -m proxy_config.dbmode schema|check|migrate`, for provisioning (Ansible, Dockerfile)."""
+    if argv == ["schema"]:
+        print(litellm_schema())
+        return 0
+    if argv == ["check"]:
+        problem = prisma_problem()
+        print(problem or "the Prisma client is ready", file=sys.stderr if problem else sys.stdout)
+        return 1 if problem else 0
+    if argv == ["migrate"]:
+        problem = migrate()  # reads DATABASE_URL from the environment
+        print(problem or "database migrated", file=sys.stderr if problem else sys.stdout)
+        return 1 if problem else 0
+    print("usage: python -m proxy_config.dbmode schema|check|migrate", file=sys.stderr)
+    return 2
 
-    problem = migrate()
-    if problem is not None:
-        raise fail(f"DB mode: {problem}")
-    return environment(settings, render_config(settings))
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
