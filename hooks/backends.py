@@ -4,6 +4,9 @@ A background task polls Ollama's `/api/tags` every `health_interval_seconds`; a 
 failure seen by any request marks Ollama down at once (`mark_local_down`), so no later
 request pays for it. No request ever waits for a health call. The cloud tier is ready when
 a DeepSeek key is configured. Polling errors are logged and never raised.
+Cloud reachability is tracked passively for /health only (no polling of DeepSeek): a request's
+connection failure marks it unreachable, the next success marks it reachable again. Every
+change is published as the `gateway_backend_up{backend}` gauge.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class BackendMonitor:
         self.state = BackendState(ollama_up=False, local_problem="Ollama has not been polled yet",
                                   cloud_ready=cloud_key_set, cloud_problem=cloud_problem)
         self.checked_at = 0.0
+        self.cloud_reachable = cloud_key_set
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -37,6 +41,7 @@ class BackendMonitor:
         if self._task is not None:
             return
         await self.refresh()
+        _publish("deepseek", self.cloud_reachable)
         self._task = asyncio.create_task(self._loop(), name="gateway-ollama-monitor")
 
     async def stop(self) -> None:
@@ -63,15 +68,49 @@ class BackendMonitor:
             log.info("Ollama at %s is up with %d models", self.ollama_url, len(installed))
         self.state = replace(self.state, ollama_up=True, installed=installed, local_problem=None)
         self.checked_at = time.time()
+        _publish("ollama", True)
 
     def mark_local_down(self, problem: str) -> None:
         if self.state.ollama_up:
             log.warning("local tier marked down: %s", problem)
         self.state = replace(self.state, ollama_up=False, local_problem=problem)
         self.checked_at = time.time()
+        _publish("ollama", False)
+
+    def mark_cloud_unreachable(self, problem: str) -> None:
+        if self.cloud_reachable:
+            log.warning("cloud tier unreachable: %s", problem)
+            self.cloud_reachable = False
+            _publish("deepseek", False)
+
+    def mark_cloud_reachable(self) -> None:
+        if not self.cloud_reachable:
+            log.info("cloud tier reachable again")
+            self.cloud_reachable = True
+            _publish("deepseek", True)
 
     def mark_model_missing(self, tag: str) -> None:
         self.state = replace(self.state, installed=self.state.installed - {normalize_tag(tag)})
+
+
+def health_report(ollama_up: bool, key_set: bool, cloud_reachable: bool, installed: frozenset[str]) -> tuple[int, dict]:
+    """The original design's /health shape: 200 healthy|degraded, 503 unhealthy; no secrets."""
+    ollama = "connected" if ollama_up else "unreachable"
+    deepseek = "no_api_key" if not key_set else ("connected" if cloud_reachable else "unreachable")
+    if ollama_up and deepseek == "connected":
+        status = "healthy"
+    elif ollama_up or deepseek == "connected":
+        status = "degraded"
+    else:
+        status = "unhealthy"
+    body = {"status": status, "ollama": ollama, "deepseek": deepseek, "models": sorted(installed) if ollama_up else []}
+    return (503 if status == "unhealthy" else 200), body
+
+
+def _publish(backend: str, up: bool) -> None:
+    from hooks import metrics  # imported late: prometheus_client must see PROMETHEUS_MULTIPROC_DIR first
+
+    metrics.set_backend_up(backend, up)
 
 
 def _short(exc: Exception) -> str:

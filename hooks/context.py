@@ -7,6 +7,7 @@ them mutate the same object.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from contextvars import ContextVar
@@ -16,10 +17,30 @@ from custom_router.policy import Decision
 
 
 @dataclass
+class Usage:
+    """Tokens of one response, from the backend's usage or counted (`counted=True`)."""
+
+    prompt: int = 0
+    completion: int = 0  # includes reasoning tokens, as both backends bill them
+    reasoning: int = 0
+    cached: int = 0
+    counted: bool = False
+
+
+@dataclass
 class RequestContext:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
     decision: Decision | None = None
+    # Observability (hooks.usage fills these from LiteLLM callbacks, proxy_config.app from the response).
+    key_hash: str | None = None
+    requested_model: str | None = None
+    served_model: str | None = None
+    usage: Usage | None = None
+    fallback_cause: str | None = None
+    error_type: str | None = None
+    backend_failures: int = 0
+    logged: asyncio.Event = field(default_factory=asyncio.Event)  # set by every LiteLLM success/failure event
 
 
 current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

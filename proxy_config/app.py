@@ -5,8 +5,10 @@ The layer
 - stamps `x-gateway-route` / `x-gateway-reason` on every response, correcting the route
   when LiteLLM's router fell back to the other tier (it reads the served deployment from
   LiteLLM's `x-litellm-model-id` header, which LiteLLM refreshes after a stream fallback);
-- answers `GET /health` from cached backend state (LiteLLM's own /health makes LLM calls);
-- starts the backend monitor when LiteLLM's startup has completed.
+- answers `GET /health` from cached backend state (LiteLLM's own /health makes LLM calls)
+  and `GET /metrics` (hooks.metrics);
+- hands every inference response to the ledger (hooks.ledger) once its last byte is sent;
+- starts the backend monitor when LiteLLM's startup has completed, flushes the ledger at shutdown.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import json
 import logging
 
 from custom_router.policy import Route
-from hooks import context
+from hooks import context, ledger, metrics
+from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
+from proxy_config import logs
 
 log = logging.getLogger("gateway.app")
 
@@ -42,22 +46,11 @@ async def send_json(send, status: int, body: object, headers: tuple = ()) -> Non
 
 
 def health_body() -> tuple[int, dict]:
-    """The original design's /health shape, from cached state only."""
+    """From cached state only (the Ollama poll, and what cloud requests saw): no backend call."""
     runtime = get_runtime()
     state = runtime.monitor.state
-    ollama = "connected" if state.ollama_up else "unreachable"
-    if runtime.settings.deepseek_api_key is None:
-        deepseek = "no_api_key"
-    else:
-        deepseek = "connected" if state.cloud_ready else "unreachable"
-    if state.ollama_up and deepseek == "connected":
-        status = "healthy"
-    elif state.ollama_up or deepseek == "connected":
-        status = "degraded"
-    else:
-        status = "unhealthy"
-    body = {"status": status, "ollama": ollama, "deepseek": deepseek, "models": sorted(state.installed)}
-    return (503 if status == "unhealthy" else 200), body
+    return health_report(state.ollama_up, runtime.settings.deepseek_api_key is not None,
+                         runtime.monitor.cloud_reachable, state.installed)
 
 
 async def health(scope, receive, send) -> None:
@@ -66,7 +59,7 @@ async def health(scope, receive, send) -> None:
 
 
 # Paths the gateway answers itself, without LiteLLM (GET/HEAD only).
-LOCAL_ROUTES = {"/health": health}
+LOCAL_ROUTES = {"/health": health, "/metrics": metrics.endpoint}
 
 
 class GatewayApp:
@@ -86,6 +79,7 @@ class GatewayApp:
             return
         ctx = context.RequestContext()
         token = context.current.set(ctx)
+        tracker = ledger.track(ctx, scope)  # None unless an inference path
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
@@ -94,16 +88,23 @@ class GatewayApp:
                 headers.append((b"x-request-id", ctx.request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
+            if tracker is not None:
+                tracker.sent(message)
 
         try:
             await self.inner(scope, receive, send_with_headers)
         finally:
+            if tracker is not None:
+                tracker.close()
             context.current.reset(token)
 
     def _lifespan_send(self, send):
         async def lifespan_send(message) -> None:
             if message["type"] == "lifespan.startup.complete":
+                logs.adopt_litellm_loggers()
                 await get_runtime().monitor.start()
+            elif message["type"] == "lifespan.shutdown.complete":
+                await ledger.shutdown()
             await send(message)
 
         return lifespan_send
@@ -112,6 +113,7 @@ class GatewayApp:
 def create_app():
     from litellm.proxy.proxy_server import app as litellm_app
 
+    logs.adopt_litellm_loggers()
     return GatewayApp(guarded(litellm_app, get_runtime().settings))
 
 

@@ -21,6 +21,8 @@ import os
 import re
 import time
 
+from pydantic import SecretStr
+
 SECRETS_ENV = "GATEWAY_LOG_SECRETS"  # comma-separated exact values to redact, set by `gateway serve`
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router")
 KEY_SHAPES = re.compile(
@@ -95,11 +97,12 @@ class JsonLineFormatter(logging.Formatter):
 
 def secrets_environment(settings) -> dict[str, str]:
     """GATEWAY_LOG_SECRETS for the workers: every configured key, password and URL credential."""
-    values = [settings.master_key, settings.deepseek_api_key, *settings.api_keys, settings.redis_url, settings.database_url]
+    values = []
+    for name in type(settings).model_fields:  # every SecretStr field, so a new secret setting is covered too
+        value = getattr(settings, name)
+        values += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, SecretStr)]
     secrets = []
     for value in values:
-        if value is None:
-            continue
         secret = value.get_secret_value()
         password = re.search(r"://[^:/@]*:([^@/]+)@", secret)  # the password inside a URL
         secrets.append(password.group(1) if password else secret)

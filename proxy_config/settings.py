@@ -44,6 +44,10 @@ class RoutingSettings(BaseModel, extra="forbid"):
     )
     health_interval_seconds: float = Field(5.0, gt=0, description="How often Ollama's /api/tags is polled.")
     health_timeout_seconds: float = Field(1.0, gt=0, description="Timeout of one Ollama health poll.")
+    local_cost_per_1k_tokens: float = Field(
+        0.0, ge=0, description="USD per 1,000 tokens (prompt + completion) served locally, for power and hardware; "
+        "added to the cost of local requests and so subtracted from the savings (docs/observability.md)."
+    )
 
 
 class Settings(BaseModel):

@@ -5,17 +5,23 @@
 - `readonly_gateway`: Ollama down, DeepSeek up, DATA_DIR *under a regular file*, so no
   process can create it: unlike chmod, this also holds for root (CI runs the tests as root);
   LOG_LEVEL=WARNING;
-- `clouddown_gateway`: Ollama down and DeepSeek's URL refusing connections (key set).
+- `clouddown_gateway`: Ollama down and DeepSeek's URL refusing connections (key set);
+- `postgres_url`: a throwaway PostgreSQL cluster (the server binaries of apt's postgresql).
 Helpers (helpers.py) read the ledger with `gateway report` as a subprocess, the way an operator does.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.harness import DEEPSEEK_KEY, Gateway, dead_url, write_config
+from tests.harness import DEEPSEEK_KEY, Gateway, dead_url, free_port, write_config
 
 LOCAL_COST_PER_1K = 0.0001  # USD; below the cloud price, so local requests still save
 
@@ -47,3 +53,29 @@ def clouddown_gateway(tmp_path_factory) -> Iterator[Gateway]:
                                "DATA_DIR": str(data)})
     yield gw.wait_ready()
     gw.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port (trust auth), as DATABASE_URL."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not versions:
+        pytest.fail("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+    bindir = versions[-1].parent
+    root = Path(tempfile.mkdtemp(prefix="gateway-pg-"))  # not under pytest's 0700 tmp: postgres must reach it
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    port = free_port()
+    db, log = root / "db", root / "server.log"
+    try:
+        subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(db), "-U", "gateway", "--auth=trust", "-E", "UTF8"],
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(db), "-l", str(log), "-w", "-t", "60", "-o",
+                        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                       check=True, capture_output=True, timeout=120)
+        yield f"postgresql://gateway@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(db), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)

@@ -229,3 +229,21 @@ def test_uvicorn_log_config_is_a_valid_dict_config_at_the_given_level():
     logging.config.dictConfig({**config, "root": {"level": "WARNING", "handlers": []},
                                "loggers": {}})  # validates factories without taking over pytest's handlers
     assert config["root"]["level"] == "WARNING" and config["loggers"]["uvicorn.access"]["level"] == "WARNING"
+
+
+def test_grafana_dashboard_queries_only_metrics_the_gateway_exports():
+    import re
+
+    from hooks import metrics
+    from tests.harness import REPO
+
+    dashboard = json.loads((REPO / "dashboards" / "grafana-gateway.json").read_text())
+    exported = {m._name for m in (metrics.REQUESTS, metrics.FALLBACKS, metrics.TOKENS, metrics.COST, metrics.SAVED,
+                                  metrics.DURATION, metrics.TTFT, metrics.BACKEND_UP, metrics.LEDGER_ERRORS)}
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used |= {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in re.findall(r"gateway_[a-z_]+", target["expr"])}
+    assert used == {re.sub(r"_total$", "", name) for name in exported}
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
