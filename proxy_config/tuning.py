@@ -1,0 +1,293 @@
+"""Runtime shims that remove per-request work LiteLLM 1.108.7 does and this product does not use.
+
+Measured with `python -m bench` and py-spy (docs/performance.md has the profile and numbers).
+`apply(litellm_app, settings)` runs once per worker in create_app, before Starlette builds
+LiteLLM's middleware stack; `after_startup(settings)` runs when LiteLLM's startup is complete
+(LiteLLM sets its log levels during startup). Nothing in site-packages is edited: each shim
+rebinds one attribute of a LiteLLM module, class or app object, and each is tested against
+the pinned version in tests/proxy_config/test_tuning.py, so an upgrade that renames what a
+shim touches fails there loudly. At run time a shim whose target is missing is skipped with a
+warning (fail open: the gateway still works, only slower).
+
+The shims:
+- `middlewares`: drop ASGI middlewares of LiteLLM's app for features this product does not
+  use (see DROPPED_MIDDLEWARES for why each one may go). Those tied to LiteLLM's database
+  (billing, budgets, telemetry store, Redis batching of spend counters) are kept in DB mode.
+- `otel-seed`: LiteLLM's auth re-imports its OpenTelemetry fan-out on every request to
+  anchor per-tenant trace destinations; without `opentelemetry-sdk` that import fails (and
+  is retried, compiling a module) on every request. When the import fails at startup, the
+  step is replaced by a no-op, which is what it amounts to.
+- `ollama-static-lookup`: `OllamaModelInfo._is_static_ollama_model` lowercases every key of
+  the cost map (~2,500) on each call, several times per request; the shim keeps the
+  lowercased key set and rebuilds it when the cost map is replaced or changes size.
+- `coordination-redis`: LiteLLM adopts REDIS_* variables as its own "coordination" Redis and
+  then pays Redis round trips per request for its counters. REDIS_URL is ours (hooks.ratelimit);
+  without DB mode LiteLLM has no keys or budgets to coordinate, so its fallback is turned off.
+- `litellm-info-logs` (after startup): LiteLLM logs several INFO lines per request
+  ("completion() model=...", "SESSION REUSE..."); the gateway writes its own request log, so
+  LiteLLM's loggers stay at WARNING unless LOG_LEVEL=DEBUG or DEBUG=true.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import logging
+import os
+
+log = logging.getLogger("gateway.tuning")
+
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router")
+
+# (module, class) -> why this product can serve without it. `db` marks the ones kept in DB mode.
+DROPPED_MIDDLEWARES: dict[tuple[str, str], tuple[str, bool]] = {
+    ("litellm.proxy.lens.internal", "LensInternalMiddleware"):
+        ("LiteLLM Lens internal identity header (x-lens-internal); not used here", False),
+    ("litellm.proxy.middleware.request_size_limit_middleware", "RequestSizeLimitMiddleware"):
+        ("enterprise-only; MAX_BODY_BYTES is enforced by proxy_config.errors", False),
+    ("starlette.middleware.cors", "CORSMiddleware"):
+        ("LiteLLM's allow-all CORS; proxy_config.cors owns CORS (CORS_ORIGINS)", False),
+    ("litellm.proxy.telemetry.middleware", "TelemetryMiddleware"):
+        ("LiteLLM usage telemetry; without a database it has no sink", True),
+    ("litellm.proxy.middleware.billable_request_metrics_middleware", "BillableRequestMetricsMiddleware"):
+        ("enterprise billing metrics and the DB request accumulator", True),
+    ("litellm.proxy.middleware.budget_reservation_release_middleware", "BudgetReservationReleaseMiddleware"):
+        ("releases budget reservations of LiteLLM virtual keys (DB mode)", True),
+    ("litellm.proxy.middleware.redis_request_batch_middleware", "RedisRequestBatchMiddleware"):
+        ("batches LiteLLM's own Redis counters, off with coordination-redis", True),
+}
+
+
+def _middleware_key(middleware: object) -> tuple[str, str]:
+    cls = getattr(middleware, "cls", None)
+    return (getattr(cls, "__module__", ""), getattr(cls, "__name__", ""))
+
+
+def drop_middlewares(litellm_app, db_mode: bool) -> list[str]:
+    """Remove the unused middlewares from `litellm_app.user_middleware`; the names removed."""
+    if getattr(litellm_app, "middleware_stack", None) is not None:
+        log.warning("tuning: LiteLLM's middleware stack is already built; middlewares left as they are")
+        return []
+    drop = {key for key, (_, needs_db) in DROPPED_MIDDLEWARES.items() if not (db_mode and needs_db)}
+    kept = [m for m in litellm_app.user_middleware if _middleware_key(m) not in drop]
+    dropped = [_middleware_key(m)[1] for m in litellm_app.user_middleware if _middleware_key(m) in drop]
+    litellm_app.user_middleware = kept
+    return dropped
+
+
+def skip_failed_otel_seed() -> bool:
+    """No-op LiteLLM's per-request OTel destination seeding when its import cannot succeed."""
+    from litellm.proxy.auth import user_api_key_auth as auth_module
+
+    if not callable(getattr(auth_module, "_seed_request_destinations", None)):
+        log.warning("tuning: litellm user_api_key_auth._seed_request_destinations not found; otel-seed skipped")
+        return False
+    try:
+        from litellm.integrations.otel.logger import fan_out_provider  # noqa: F401
+        from litellm.integrations.otel.plumbing.context import set_request_destinations  # noqa: F401
+    except ImportError:
+        auth_module._seed_request_destinations = _no_destinations
+        return True
+    return False  # OTel is installed: keep LiteLLM's behaviour
+
+
+def _no_destinations(user_api_key_dict, request=None) -> None:
+    """What LiteLLM's seeding does when OpenTelemetry is not installed: nothing."""
+
+
+def cache_ollama_static_lookup() -> bool:
+    """Serve `_is_static_ollama_model` from a lowercased key set kept per cost-map version."""
+    from litellm.llms.ollama.common_utils import OllamaModelInfo
+
+    original = OllamaModelInfo.__dict__.get("_is_static_ollama_model")
+    if not isinstance(original, staticmethod) or getattr(original.__func__, "_gateway_tuned", False):
+        return False
+    strip = OllamaModelInfo._strip_ollama_model_prefix
+    cache: dict[str, object] = {"id": None, "size": -1, "keys": frozenset()}
+
+    def is_static_ollama_model(model: str) -> bool:
+        import litellm
+
+        costs = litellm.model_cost
+        if cache["id"] != id(costs) or cache["size"] != len(costs):
+            cache.update(id=id(costs), size=len(costs), keys=frozenset(key.lower() for key in costs))
+        keys = cache["keys"]
+        stripped = strip(model)
+        return any(name.lower() in keys for name in (model, stripped, "ollama/" + stripped, "ollama_chat/" + stripped))
+
+    is_static_ollama_model._gateway_tuned = True  # type: ignore[attr-defined]
+    OllamaModelInfo._is_static_ollama_model = staticmethod(is_static_ollama_model)
+    return True
+
+
+def no_env_coordination_redis() -> bool:
+    """Stop LiteLLM from adopting REDIS_* variables as its coordination Redis."""
+    from litellm.proxy.proxy_server import ProxyConfig
+
+    if not callable(getattr(ProxyConfig, "_init_coordination_redis_env_fallback", None)):
+        log.warning("tuning: ProxyConfig._init_coordination_redis_env_fallback not found; coordination-redis skipped")
+        return False
+
+    async def no_fallback(litellm_settings) -> None:
+        return None
+
+    ProxyConfig._init_coordination_redis_env_fallback = staticmethod(no_fallback)
+    return True
+
+
+# LiteLLM proxy hooks (litellm.proxy.hooks.PROXY_HOOKS) this product has no use for outside DB
+# mode: they act on LiteLLM virtual keys, teams, agents, sessions and caching, none of which
+# exist with the gateway's own keys (hooks.auth), which carry no LiteLLM limits or metadata.
+UNUSED_PROXY_HOOKS: dict[str, str] = {
+    "parallel_request_limiter": "rpm/tpm/parallel limits of LiteLLM keys; hooks.ratelimit limits ours",
+    "cache_control_check": "per-key cache-control permissions; no response cache is configured",
+    "litellm_skills": "skills injection for LiteLLM agents",
+    "max_iterations_limiter": "per-session call caps of LiteLLM agents",
+    "max_budget_per_session_limiter": "per-session budgets of LiteLLM agents",
+    "sensitive_data_routing": "sticky routing after a guardrail match; no guardrails here",
+    "prompt_cache_prediction": "prompt-cache hit prediction for the cache-aware router",
+    "autorouter_baseline_cache": "baselines of LiteLLM's complexity auto-router",
+}
+
+
+def drop_unused_proxy_hooks() -> list[str]:
+    """Remove UNUSED_PROXY_HOOKS from LiteLLM's registry before its startup instantiates them."""
+    from litellm.proxy import hooks as proxy_hooks
+
+    registry = getattr(proxy_hooks, "PROXY_HOOKS", None)
+    if not isinstance(registry, dict):
+        log.warning("tuning: litellm.proxy.hooks.PROXY_HOOKS not found; proxy-hooks skipped")
+        return []
+    dropped = [name for name in UNUSED_PROXY_HOOKS if name in registry]
+    for name in dropped:
+        del registry[name]
+    return dropped
+
+
+def skip_unlimited_deployment_usage() -> bool:
+    """Skip the router's per-request TPM/RPM bookkeeping for deployments without any limit.
+
+    `Router._increment_deployment_usage` runs twice per request and rebuilds the deployment's
+    full model info (provider lookup, cost-map lookup, deepcopy) only to find no tpm/rpm/itpm/otpm
+    limit and return None. Whether a deployment has a limit depends on the deployment and the
+    cost map only, so the answer is kept per deployment and recomputed when the router's model
+    list or the cost map is replaced or changes size. Not applied in DB mode, where deployments
+    can be edited in place at run time.
+    """
+    import litellm
+    from litellm import router as router_module
+    from litellm.router import Router
+
+    original = Router.__dict__.get("_increment_deployment_usage")
+    has_io_limits = getattr(router_module, "deployment_has_io_token_limits", None)
+    if original is None or has_io_limits is None or getattr(original, "_gateway_tuned", False):
+        return False
+
+    def unlimited(router, deployment_id: str, model_group: str) -> bool:
+        deployment = router.get_deployment(model_id=deployment_id)
+        if deployment is None:
+            return False
+        info = router.get_router_model_info(deployment=deployment, received_model_name=model_group) or {}
+        limits = (deployment.get("tpm"), deployment.get("rpm"), deployment.litellm_params.tpm,
+                  deployment.litellm_params.rpm, info.get("tpm"), info.get("rpm"))
+        return all(limit is None for limit in limits) and not has_io_limits(deployment.model_dump())
+
+    async def _increment_deployment_usage(self, *, deployment_id, model_group, **kwargs):
+        version = (id(self.model_list), len(self.model_list), id(litellm.model_cost), len(litellm.model_cost))
+        known = self.__dict__.setdefault("_gateway_unlimited", {})
+        key = (deployment_id, model_group)
+        if known.get(key, (None,))[0] != version:
+            known[key] = (version, unlimited(self, deployment_id, model_group))
+        if known[key][1]:
+            return None
+        return await original(self, deployment_id=deployment_id, model_group=model_group, **kwargs)
+
+    _increment_deployment_usage._gateway_tuned = True  # type: ignore[attr-defined]
+    Router._increment_deployment_usage = _increment_deployment_usage
+    return True
+
+
+class InlineCompletionExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The event loop's default executor, running LiteLLM's `completion()` set-up inline.
+
+    `litellm.acompletion` hands the synchronous `completion()` to the default executor only to
+    build the request: for the providers here it returns a coroutine and does no I/O (model
+    info is static, see `cache_ollama_static_lookup`). The hop to a thread costs a wake-up and
+    GIL hand-offs, and under load milliseconds of latency. Everything else goes to the pool.
+    """
+
+    def submit(self, fn, /, *args, **kwargs):
+        if _is_completion_setup(fn):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        return super().submit(fn, *args, **kwargs)
+
+
+def _is_completion_setup(fn) -> bool:
+    """`partial(context.run, partial(litellm.main.completion, ...))`, as litellm.acompletion builds it."""
+    import litellm.main
+
+    inner = fn.args[0] if isinstance(fn, functools.partial) and fn.args else None
+    return isinstance(inner, functools.partial) and inner.func is litellm.main.completion
+
+
+def inline_completion_setup() -> bool:
+    """Install InlineCompletionExecutor as the running loop's default executor."""
+    import asyncio
+
+    asyncio.get_running_loop().set_default_executor(InlineCompletionExecutor(thread_name_prefix="asyncio"))
+    return True
+
+
+def apply(litellm_app, settings) -> list[str]:
+    """Apply the shims before LiteLLM's startup; returns what was applied (also logged once)."""
+    db_mode = settings.database_url is not None
+    applied = []
+    skip = set(os.environ.get("GATEWAY_TUNING_SKIP", "").split(","))  # EXPERIMENT ONLY
+    dropped = drop_middlewares(litellm_app, db_mode) if "middlewares" not in skip else []
+    if dropped:
+        applied.append(f"middlewares(-{','.join(dropped)})")
+    for name, shim in (("otel-seed", skip_failed_otel_seed), ("ollama-static-lookup", cache_ollama_static_lookup)):
+        if name not in skip and _safely(name, shim):
+            applied.append(name)
+    if not db_mode and "coordination-redis" not in skip and _safely("coordination-redis", no_env_coordination_redis):
+        applied.append("coordination-redis")
+    if not db_mode and "deployment-usage" not in skip and _safely("deployment-usage", skip_unlimited_deployment_usage):
+        applied.append("deployment-usage")
+    hooks = _safely("proxy-hooks", drop_unused_proxy_hooks) if not db_mode and "proxy-hooks" not in skip else []
+    if hooks:
+        applied.append(f"proxy-hooks(-{','.join(hooks)})")
+    log.info("tuning: applied %s", " ".join(applied) or "nothing")
+    return applied
+
+
+def quiet_litellm_loggers(settings) -> bool:
+    """Keep LiteLLM's loggers at WARNING (or the configured level, if higher) unless debugging."""
+    if settings.debug or settings.log_level == "DEBUG":
+        return False
+    level = max(logging.WARNING, logging.getLevelName(settings.log_level))
+    for name in LITELLM_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    return True
+
+
+def after_startup(settings) -> None:
+    """Run in the serving event loop once LiteLLM's startup is complete (it sets its log levels there)."""
+    skip = set(os.environ.get("GATEWAY_TUNING_SKIP", "").split(","))  # EXPERIMENT ONLY
+    if "inline-completion" not in skip:
+        _safely("inline-completion", inline_completion_setup)
+    if "litellm-info-logs" not in skip:
+        _safely("litellm-info-logs", lambda: quiet_litellm_loggers(settings))
+
+
+def _safely(name: str, shim):
+    """The shim's result, or None when it raised (logged; LiteLLM's behaviour is kept)."""
+    try:
+        return shim()
+    except Exception:  # a shim must never stop the gateway from starting
+        log.warning("tuning: %s failed; LiteLLM's behaviour is kept", name, exc_info=True)
+        return None

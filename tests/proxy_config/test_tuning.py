@@ -1,0 +1,227 @@
+"""proxy_config.tuning against the pinned LiteLLM: every shim's target exists, and each shim keeps
+LiteLLM's behaviour while skipping its work. A LiteLLM upgrade that renames or reshapes what a
+shim touches fails here, not silently in production. Every global a test changes is restored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import re
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from proxy_config import tuning
+
+
+@pytest.fixture(scope="module")
+def litellm_proxy():
+    """LiteLLM's proxy module, imported with the bundled cost map (no network at import)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        from litellm.proxy import proxy_server
+
+        yield proxy_server
+
+
+def test_litellm_is_the_pinned_version_the_shims_were_written_for():
+    from importlib.metadata import version
+
+    assert version("litellm") == "1.108.7"
+
+
+# --- middlewares ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(tuning.DROPPED_MIDDLEWARES))
+def test_every_dropped_middleware_is_added_by_litellms_app(litellm_proxy, key):
+    module, name = key
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    assert cls.__name__ == name
+    source = Path(inspect.getsourcefile(litellm_proxy)).read_text()
+    assert re.search(rf"app\.add_middleware\(\s*{name}\b", source), f"LiteLLM no longer adds {name}"
+
+
+def _fake_app(*classes):
+    from starlette.middleware import Middleware
+
+    return SimpleNamespace(middleware_stack=None, user_middleware=[Middleware(cls) for cls in classes])
+
+
+def _classes(*keys):
+    return [getattr(__import__(module, fromlist=[name]), name) for module, name in keys]
+
+
+def test_drop_middlewares_removes_only_the_listed_ones_and_keeps_the_order():
+    from litellm.proxy.middleware.gzip_middleware import GZipBufferedResponseMiddleware
+    from litellm.proxy.middleware.security_headers_middleware import SecurityHeadersMiddleware
+
+    dropped = _classes(*tuning.DROPPED_MIDDLEWARES)
+    app = _fake_app(SecurityHeadersMiddleware, *dropped, GZipBufferedResponseMiddleware)
+    names = tuning.drop_middlewares(app, db_mode=False)
+    assert [m.cls for m in app.user_middleware] == [SecurityHeadersMiddleware, GZipBufferedResponseMiddleware]
+    assert sorted(names) == sorted(name for _, name in tuning.DROPPED_MIDDLEWARES)
+
+
+def test_drop_middlewares_keeps_the_database_features_in_db_mode():
+    app = _fake_app(*_classes(*tuning.DROPPED_MIDDLEWARES))
+    tuning.drop_middlewares(app, db_mode=True)
+    kept = {m.cls.__name__ for m in app.user_middleware}
+    assert kept == {name for (_, name), (_, db) in tuning.DROPPED_MIDDLEWARES.items() if db}
+    assert kept >= {"BillableRequestMetricsMiddleware", "BudgetReservationReleaseMiddleware"}
+
+
+def test_drop_middlewares_leaves_a_built_stack_alone():
+    app = _fake_app(*_classes(*tuning.DROPPED_MIDDLEWARES))
+    app.middleware_stack = object()
+    assert tuning.drop_middlewares(app, db_mode=False) == []
+    assert len(app.user_middleware) == len(tuning.DROPPED_MIDDLEWARES)
+
+
+# --- per-request work in LiteLLM -----------------------------------------------------------------
+
+
+def test_otel_seed_cannot_import_here_so_the_noop_is_what_litellm_does(litellm_proxy, monkeypatch):
+    from litellm.proxy.auth import user_api_key_auth as auth_module
+
+    with pytest.raises(ImportError):
+        import litellm.integrations.otel.logger  # noqa: F401  (opentelemetry-sdk is not installed)
+    original = auth_module._seed_request_destinations
+    assert original(SimpleNamespace(), None) is None  # LiteLLM's own version swallows the ImportError
+    monkeypatch.setattr(auth_module, "_seed_request_destinations", original)
+    assert tuning.skip_failed_otel_seed() is True
+    assert auth_module._seed_request_destinations is tuning._no_destinations
+
+
+def test_cached_ollama_lookup_answers_like_litellms_and_sees_new_models(litellm_proxy, monkeypatch):
+    import litellm
+    from litellm.llms.ollama.common_utils import OllamaModelInfo
+
+    original = OllamaModelInfo.__dict__["_is_static_ollama_model"]
+    monkeypatch.setattr(OllamaModelInfo, "_is_static_ollama_model", original)
+    monkeypatch.setattr(litellm, "model_cost", {**litellm.model_cost, "ollama/Llama2": {"mode": "chat"}})
+    names = ["ollama/llama2", "ollama_chat/LLAMA2", "llama2", "ollama_chat/qwen9:99b", "gpt-4o", "ollama_chat/gateway-test:1b"]
+    expected = [original.__func__(name) for name in names]
+    assert expected == [True, True, True, False, True, False]
+    assert tuning.cache_ollama_static_lookup() is True
+    assert [OllamaModelInfo._is_static_ollama_model(name) for name in names] == expected
+    litellm.model_cost["gateway-test:1b"] = {"mode": "chat"}  # what register_model does at router start
+    assert OllamaModelInfo._is_static_ollama_model("ollama_chat/gateway-test:1b") is True
+    assert tuning.cache_ollama_static_lookup() is False  # applying twice is a no-op
+
+
+def test_coordination_redis_env_fallback_exists_and_is_turned_off(litellm_proxy, monkeypatch):
+    config_cls = litellm_proxy.ProxyConfig
+    original = config_cls.__dict__["_init_coordination_redis_env_fallback"]
+    assert inspect.iscoroutinefunction(original.__func__)
+    assert "REDIS" in inspect.getsource(original.__func__)
+    monkeypatch.setattr(config_cls, "_init_coordination_redis_env_fallback", original)
+    assert tuning.no_env_coordination_redis() is True
+    assert asyncio.run(config_cls._init_coordination_redis_env_fallback({})) is None
+
+
+def test_every_unused_proxy_hook_is_registered_by_litellm(litellm_proxy, monkeypatch):
+    from litellm.proxy import hooks as proxy_hooks
+
+    assert set(tuning.UNUSED_PROXY_HOOKS) <= set(proxy_hooks.PROXY_HOOKS)
+    for name, hook in list(proxy_hooks.PROXY_HOOKS.items()):
+        monkeypatch.setitem(proxy_hooks.PROXY_HOOKS, name, hook)
+    assert sorted(tuning.drop_unused_proxy_hooks()) == sorted(tuning.UNUSED_PROXY_HOOKS)
+    assert "responses_id_security" in proxy_hooks.PROXY_HOOKS
+    assert not set(tuning.UNUSED_PROXY_HOOKS) & set(proxy_hooks.PROXY_HOOKS)
+
+
+def _router():
+    from litellm import Router
+
+    return Router(model_list=[
+        {"model_name": "free", "litellm_params": {"model": "ollama_chat/qwen2.5:7b", "api_base": "http://127.0.0.1:9"},
+         "model_info": {"id": "free-1", "input_cost_per_token": 0, "output_cost_per_token": 0}},
+        {"model_name": "capped", "litellm_params": {"model": "ollama_chat/qwen2.5:7b", "api_base": "http://127.0.0.1:9",
+                                                    "rpm": 60}, "model_info": {"id": "capped-1"}},
+    ])
+
+
+def test_deployment_usage_is_skipped_only_for_deployments_without_limits(litellm_proxy, monkeypatch):
+    from litellm.router import Router
+
+    monkeypatch.setattr(Router, "_increment_deployment_usage", Router.__dict__["_increment_deployment_usage"])
+    calls = dict(deployment_name=None, total_tokens=21, rpm_increment=1, parent_otel_span=None)
+
+    async def both(router):
+        return (await router._increment_deployment_usage(deployment_id="free-1", model_group="free", **calls),
+                await router._increment_deployment_usage(deployment_id="capped-1", model_group="capped", **calls))
+
+    untuned = asyncio.run(both(_router()))
+    assert untuned[0] is None and isinstance(untuned[1], str)
+    assert tuning.skip_unlimited_deployment_usage() is True
+    router = _router()
+    assert asyncio.run(both(router)) == untuned
+    assert router._gateway_unlimited[("free-1", "free")][1] is True
+    assert router._gateway_unlimited[("capped-1", "capped")][1] is False
+
+
+def test_litellm_still_hands_completion_setup_to_the_default_executor(litellm_proxy):
+    import litellm.main
+
+    source = inspect.getsource(litellm.main.acompletion)
+    assert "partial(completion, **completion_kwargs, **kwargs)" in source
+    assert "partial(ctx.run, func)" in source
+    assert "run_in_executor(None, func_with_context)" in source
+
+
+def test_inline_executor_runs_completion_setup_inline_and_the_rest_in_threads(litellm_proxy, monkeypatch):
+    import litellm.main
+
+    def fake_completion(**kwargs):
+        return threading.get_ident(), kwargs
+
+    monkeypatch.setattr(litellm.main, "completion", fake_completion)
+    executor = tuning.InlineCompletionExecutor(max_workers=1)
+    try:
+        setup = functools.partial(contextvars.copy_context().run, functools.partial(litellm.main.completion, model="m"))
+        future = executor.submit(setup)
+        assert future.done() and future.result() == (threading.get_ident(), {"model": "m"})
+        assert executor.submit(threading.get_ident).result(timeout=10) != threading.get_ident()
+        monkeypatch.setattr(litellm.main, "completion", lambda **kw: 1 / 0)
+        failing = functools.partial(contextvars.copy_context().run, functools.partial(litellm.main.completion, bad=1))
+        with pytest.raises(ZeroDivisionError):
+            executor.submit(failing).result()
+    finally:
+        executor.shutdown()
+
+
+@pytest.fixture
+def litellm_log_levels():
+    saved = {name: logging.getLogger(name).level for name in tuning.LITELLM_LOGGERS}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_after_startup_quiets_litellm_info_logs_but_not_debug(litellm_log_levels):
+    for name in tuning.LITELLM_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+    assert tuning.quiet_litellm_loggers(SimpleNamespace(debug=False, log_level="INFO")) is True
+    assert {logging.getLogger(n).level for n in tuning.LITELLM_LOGGERS} == {logging.WARNING}
+    assert tuning.quiet_litellm_loggers(SimpleNamespace(debug=False, log_level="ERROR")) is True
+    assert {logging.getLogger(n).level for n in tuning.LITELLM_LOGGERS} == {logging.ERROR}
+    for name in tuning.LITELLM_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    assert tuning.quiet_litellm_loggers(SimpleNamespace(debug=False, log_level="DEBUG")) is False
+    assert tuning.quiet_litellm_loggers(SimpleNamespace(debug=True, log_level="INFO")) is False
+    assert {logging.getLogger(n).level for n in tuning.LITELLM_LOGGERS} == {logging.DEBUG}
+
+
+def test_inline_executor_becomes_the_running_loops_default():
+    async def install():
+        assert tuning.inline_completion_setup() is True
+        return await asyncio.get_running_loop().run_in_executor(None, threading.get_ident)
+
+    assert asyncio.run(install()) != threading.get_ident()  # anything but completion() still runs in a thread
