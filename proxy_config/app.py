@@ -20,7 +20,7 @@ from custom_router.policy import Route
 from hooks import context, ledger, metrics
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
-from proxy_config import logs
+from proxy_config import logs, tuning
 
 log = logging.getLogger("gateway.app")
 
@@ -102,6 +102,7 @@ class GatewayApp:
         async def lifespan_send(message) -> None:
             if message["type"] == "lifespan.startup.complete":
                 logs.adopt_litellm_loggers()
+                tuning.after_startup(get_runtime().settings)
                 await get_runtime().monitor.start()
             elif message["type"] == "lifespan.shutdown.complete":
                 await ledger.shutdown()
@@ -113,6 +114,7 @@ class GatewayApp:
 def create_app():
     from litellm.proxy.proxy_server import app as litellm_app
 
+    tuning.apply(litellm_app, get_runtime().settings)  # per-request work we do not need (docs/performance.md)
     logs.adopt_litellm_loggers()
     return GatewayApp(guarded(litellm_app, get_runtime().settings))
 
