@@ -57,7 +57,7 @@ def render(results: dict) -> str:
     return "\n".join(parts)
 
 
-def main() -> None:
+def main(args: list[str] | None = None, prog_name: str = "python -m bench") -> None:
     app = typer.Typer(add_completion=False)
     app.command()(bench)
-    app(args=sys.argv[1:], prog_name="python -m bench")
+    app(args=sys.argv[1:] if args is None else args, prog_name=prog_name)

@@ -135,6 +135,21 @@ from proxy_config.keys import keys_app  # noqa: E402  (keys: issue 3)
 app.add_typer(keys_app, name="keys")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+def bench(ctx: typer.Context) -> None:  # (performance: issue 7; options: `gateway bench --help`)
+    """Benchmark against direct calls and vanilla LiteLLM (bench/, docs/performance.md)."""
+    import sys
+
+    checkout = Path(__file__).resolve().parent.parent  # bench/ ships in the checkout, not in the package
+    if (checkout / "bench" / "cli.py").is_file() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    try:
+        from bench.cli import main as bench_main
+    except ImportError:
+        raise fail("the benchmark lives in the repository checkout: run `python -m bench` from its root") from None
+    bench_main(ctx.args, prog_name="gateway bench")
+
+
 def main() -> None:
     app()
 
