@@ -4,8 +4,8 @@
 - `vanilla-plain` / `vanilla-tuned`: `litellm --config bench/configs/vanilla-*.yaml` from this venv;
 - `ours`: `gateway serve` with the shipped config.yaml and everything on (routing hook, API-key
   auth, Redis rate limits, ledger, metrics);
-- `ours-hooks-off`: the same config with our callbacks and custom auth removed, to measure
-  what the hooks add.
+- `ours-hooks-off`: the same config with our callbacks and custom auth removed, and the ledger
+  and metrics turned off (bench/hooks_off/sitecustomize.py), to measure what the hooks add.
 Every server runs in its own empty directory (no `.env` leaks in) and logs to a file there.
 `Server.start` raises RuntimeError with the log tail when a server exits or is not ready in time.
 """
@@ -157,6 +157,8 @@ def ours(name: str, workdir: Path, backend_url: str, workers: int, redis_url: st
            "DEEPSEEK_URL": backend_url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY, "LITELLM_MASTER_KEY": MASTER_KEY,
            "DATA_DIR": str(cwd / "data")}
     key = MASTER_KEY
+    if not hooks:
+        env["PYTHONPATH"] = str(Path(__file__).with_name("hooks_off"))
     if hooks:
         key = CLIENT_KEY
         env.update({"API_KEYS": CLIENT_KEY, "RATE_LIMIT_REQUESTS": "1000000000", "RATE_LIMIT_WINDOW": "60"})
