@@ -98,13 +98,14 @@ def _fail(message: str) -> typer.Exit:
 def _pull_with_bar(lines, name: str) -> PullState:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    state, bars = PullState(), {}
+    state, bars, last_status = PullState(), {}, ""
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   transient=False) as progress:
-        status_task = progress.add_task(f"{name}: starting", total=None)
         for line in lines:
             state.apply(line)
-            progress.update(status_task, description=f"{name}: {state.status}")
+            if state.status != last_status and not state.status.startswith("pulling sha") and not line.get("digest"):
+                progress.console.print(f"{name}: {state.status}")
+            last_status = state.status
             for digest, (completed, total) in state.layers.items():
                 if digest not in bars:
                     bars[digest] = progress.add_task(f"  {digest.removeprefix('sha256:')[:12]}", total=total)

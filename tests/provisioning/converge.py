@@ -15,6 +15,8 @@ the command's output. Run by hand: python -m tests.provisioning.converge [--keep
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -76,6 +78,15 @@ def debian_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"), Pa
             if url.endswith("/debian"):
                 return url
     return DEFAULT_MIRROR
+
+
+@contextlib.contextmanager
+def cache_lock():
+    """Serialise cache building between concurrent test runs."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def ensure_base() -> Path:
@@ -146,8 +157,10 @@ class Converge:
 
     @classmethod
     def create(cls, name: str = "run") -> Converge:
-        base = ensure_base()
-        ensure_wheelhouse()
+        with cache_lock():
+            base = ensure_base()
+            ensure_wheelhouse()
+            cls.remove_stale_runs()
         workdir = CACHE / f"{name}-{os.getpid()}"
         cls.cleanup(workdir)
         workdir.mkdir(parents=True)
@@ -211,6 +224,14 @@ class Converge:
         self.mounts.clear()
         if not keep:
             self.cleanup(self.workdir)
+
+    @classmethod
+    def remove_stale_runs(cls) -> None:
+        """Run folders left by a killed run (their pid is gone)."""
+        for workdir in CACHE.glob("*-[0-9]*"):
+            pid = workdir.name.rsplit("-", 1)[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                cls.cleanup(workdir)
 
     @staticmethod
     def cleanup(workdir: Path) -> None:

@@ -1,0 +1,61 @@
+"""Static checks of ansible/: ansible-lint's production profile, syntax check, the sizing rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def ansible_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1", **extra}
+
+
+@pytest.fixture(autouse=True)
+def _needs_ansible() -> None:
+    if not (VENV_BIN / "ansible-playbook").exists() or not (VENV_BIN / "ansible-lint").exists():
+        pytest.skip("ansible-core / ansible-lint are not installed in the venv (requirements-test.txt)")
+
+
+def test_ansible_lint_production_profile_passes() -> None:
+    result = subprocess.run([str(VENV_BIN / "ansible-lint"), "--profile", "production", "--offline", "ansible/"],
+                            cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "Profile 'production' was required, and it passed" in result.stderr + result.stdout
+
+
+def test_site_playbook_passes_syntax_check() -> None:
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", "inventory/example/hosts.yml", "site.yml"],
+                            cwd=REPO / "ansible", env=ansible_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "playbook: site.yml" in result.stdout
+
+
+def test_ollama_models_and_limits_follow_ram_and_cores() -> None:
+    hosts = [{"memory_mb": 7900, "vcpus": 4}, {"memory_mb": 15900, "vcpus": 8}, {"memory_mb": 23900, "vcpus": 12},
+             {"memory_mb": 31900, "vcpus": 16}, {"memory_mb": 80000, "vcpus": 32}]
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), str(FIXTURES / "ollama-sizing.yml"),
+                             "-e", json.dumps({"sizing_hosts": hosts})],
+                            cwd=REPO / "ansible", env=ansible_env(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
+                                                               ANSIBLE_LOCALHOST_WARNING="False"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    task = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    sized = [item["msg"] for item in task["results"]]
+    assert [s["models"] for s in sized] == [
+        ["qwen2.5:3b"], ["qwen2.5:7b"], ["qwen2.5:7b", "llama3.2:3b"], ["qwen2.5:7b", "llama3.2:3b", "mistral:7b"],
+        ["qwen2.5:7b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b"]]
+    # The 12-core / 24 GB target host: 2 parallel slots, 2 models loaded, queue 16/core capped by 8/GB.
+    assert {k: int(sized[2][k]) for k in ("num_parallel", "max_loaded_models", "max_queue")} == {
+        "num_parallel": 2, "max_loaded_models": 2, "max_queue": 184}
+    assert [int(s["max_loaded_models"]) for s in sized] == [1, 2, 2, 3, 3]
+    assert int(sized[4]["max_queue"]) == 512

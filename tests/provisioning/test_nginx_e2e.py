@@ -1,0 +1,126 @@
+"""A real nginx running the rendered site (`gateway render nginx`) in front of a real gateway.
+
+The Ollama emulator waits between chunks, so a stream that nginx buffered would arrive all at
+once at the end; these tests check it arrives spread out, and that plain HTTP redirects to HTTPS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from emulators import ollama as ollama_emulator
+from emulators._common import serve_in_thread
+from tests.harness import GATEWAY_BIN, MASTER_KEY, Gateway, dead_url, free_port
+from tests.provisioning.conftest import self_signed_cert
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")]
+CHUNK_DELAY = 0.25
+
+
+@dataclass
+class Proxy:
+    https: str
+    http_port: int
+    https_port: int
+    cert: Path
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nginx exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nginx is not listening on {port}: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    tmp = tmp_path_factory.mktemp("nginx")
+    tmp.chmod(0o755)
+    emulator = serve_in_thread(ollama_emulator.create_app(chunk_delay=CHUNK_DELAY))
+    gateway = Gateway("nginx-e2e", {"OLLAMA_URL": emulator.url, "DEEPSEEK_URL": dead_url()})
+    cert, key = self_signed_cert(tmp)
+    http_port, https_port = free_port(), free_port()
+    rendered = subprocess.run([str(GATEWAY_BIN), "render", "nginx", "--out", str(tmp), "--listen-address", "127.0.0.1",
+                               "--http-port", str(http_port), "--https-port", str(https_port), "--certificate", str(cert),
+                               "--certificate-key", str(key), "--upstream-port", str(gateway.port)],
+                              capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    temp_paths = "".join(f" {kind}_temp_path {tmp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (tmp / "nginx.conf").write_text(
+        f"{user}worker_processes 1;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{ worker_connections 256; }}\n"
+        f"http {{\n access_log {tmp}/access.log;\n{temp_paths} include {tmp}/ai-gateway.conf;\n}}\n")
+    log = tmp / "error.log"
+    nginx = subprocess.Popen(["nginx", "-p", str(tmp), "-e", str(log), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_port(https_port, nginx, log)
+        gateway.wait_ready()
+        yield Proxy(f"https://127.0.0.1:{https_port}", http_port, https_port, cert)
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        try:
+            nginx.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(nginx.pid, signal.SIGKILL)
+        gateway.stop()
+        emulator.stop()
+
+
+def trust(proxy: Proxy) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(proxy.cert))
+
+
+def test_sse_stream_through_nginx_arrives_chunk_by_chunk(proxy: Proxy) -> None:
+    client = openai.OpenAI(base_url=f"{proxy.https}/v1", api_key=MASTER_KEY, max_retries=0,
+                           http_client=httpx.Client(verify=trust(proxy), timeout=60))
+    arrivals: list[float] = []
+    text = ""
+    stream = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic())
+            text += chunk.choices[0].delta.content
+    assert text == "Hello from qwen2.5:7b." + " word" * 8
+    assert len(arrivals) >= 8
+    # The emulator sleeps CHUNK_DELAY between chunks: unbuffered, they arrive spread over about
+    # (n-1) * CHUNK_DELAY; buffered by nginx, they would all arrive together at the end.
+    spread = arrivals[-1] - arrivals[0]
+    assert spread >= (len(arrivals) - 1) * CHUNK_DELAY * 0.5
+    first_half = sum(1 for t in arrivals if t - arrivals[0] < spread / 2)
+    assert 2 <= first_half <= len(arrivals) - 2
+
+
+def test_plain_http_redirects_to_https_with_path_and_query(proxy: Proxy) -> None:
+    response = httpx.get(f"http://127.0.0.1:{proxy.http_port}/v1/models?x=1", follow_redirects=False)
+    assert response.status_code == 301
+    assert response.headers["location"] == f"https://127.0.0.1:{proxy.https_port}/v1/models?x=1"
+
+
+def test_https_responses_carry_security_headers_and_hide_the_nginx_version(proxy: Proxy) -> None:
+    response = httpx.get(f"{proxy.https}/health/liveliness", verify=trust(proxy))
+    assert response.status_code == 200
+    assert response.headers["strict-transport-security"] == "max-age=31536000"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["server"] == "nginx"
