@@ -56,9 +56,8 @@ class StreamGuard(CustomLogger):
             if finish_reason(chunk) and not upstream_finished(response):
                 model = request_data.get("model") if isinstance(request_data, dict) else None
                 log.warning("stream from %s ended without the backend's end marker", model)
-                raise StreamIncomplete(
-                    f"the backend ({model}) ended its stream without finishing it (malformed or missing final data)"
-                )
+                raise StreamIncomplete(f"The backend ({model}) ended its stream without finishing it "
+                                       "(malformed or missing final data); retry the request.")
             yield chunk
 
 

@@ -145,6 +145,16 @@ def check_response_format(name: str, value: object) -> None:
         raise bad(name, f"'{name}' must be an object like {{\"type\": \"json_object\"}}, got {describe(value)}.", "invalid_type")
 
 
+# LiteLLM-only request fields a client of this gateway may not set. Endpoints and credentials are
+# the gateway's (LiteLLM rejects them too, but its auth error path answers 500 without prisma);
+# fallbacks, retries and timeouts are the routing policy's; the rest are LiteLLM internals, some
+# of which LiteLLM echoes into response headers and crashes on (e.g. a non-Latin-1 guardrail name).
+CLIENT_FORBIDDEN = frozenset({
+    "api_base", "base_url", "api_key", "api_version", "user_config", "model_list",
+    "fallbacks", "context_window_fallbacks", "num_retries", "max_retries", "timeout", "stream_timeout",
+    "mock_response", "mock_tool_calls", "caching", "cache", "guardrails", "litellm_metadata",
+})
+
 PARAMETERS: Mapping[str, Callable[[str, object], None]] = {
     "temperature": number_in(0, 2),
     "top_p": number_in(0, 1),
@@ -169,6 +179,7 @@ PARAMETERS: Mapping[str, Callable[[str, object], None]] = {
 
 def check_chat(body: dict, *, model_in_path: bool = False, max_output_tokens: int = 1_000_000) -> None:
     """Reject a chat-completion body a backend would choke on, naming the field to fix."""
+    check_client_fields(body)
     if not model_in_path:
         check_model(body.get("model"))
     check_messages(body.get("messages"))
@@ -178,6 +189,14 @@ def check_chat(body: dict, *, model_in_path: bool = False, max_output_tokens: in
     for name, check in PARAMETERS.items():
         if body.get(name) is not None:
             check(name, body[name])
+
+
+def check_client_fields(body: dict) -> None:
+    """Any OpenAI-path body: no LiteLLM-only field (CLIENT_FORBIDDEN)."""
+    forbidden = sorted(CLIENT_FORBIDDEN & body.keys())
+    if forbidden:
+        raise bad(forbidden[0], f"'{forbidden[0]}' cannot be set by clients of this gateway (routing, timeouts, credentials "
+                                "and caching come from its config.yaml); remove it from the request.", "unsupported_parameter")
 
 
 def check_model(model: object) -> None:

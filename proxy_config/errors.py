@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from hooks import context
-from proxy_config.chat_checks import RequestRejected, check_chat, check_json
+from proxy_config.chat_checks import RequestRejected, check_chat, check_client_fields, check_json
 
 log = logging.getLogger("gateway.errors")
 
@@ -225,9 +225,11 @@ class ErrorLayer:
         if "json" in content_type or (openai_path and "multipart/" not in content_type):
             value = check_json(body, self.limits.max_json_depth, required=openai_path)
             # Parameter checks wait for a credential, so a client without one gets LiteLLM's 401 first.
-            if path.endswith("/chat/completions") and presents_credential(scope, headers):
-                check_chat(value, model_in_path="/deployments/" in path or "/engines/" in path,
-                           max_output_tokens=self.limits.max_output_tokens)
+            if openai_path and presents_credential(scope, headers):
+                check_client_fields(value)
+                if path.endswith("/chat/completions"):
+                    check_chat(value, model_in_path="/deployments/" in path or "/engines/" in path,
+                               max_output_tokens=self.limits.max_output_tokens)
         return replay(body, receive)
 
 

@@ -137,6 +137,9 @@ PARAMETERS = [
     param("logit_bias", "x", "invalid_type"), param("logit_bias", {"50256": 500}, where="logit_bias.50256"),
     param("stream_options", "x", "invalid_type"), param("metadata", "x", "invalid_type"),
     param("logprobs", "yes", "invalid_type"), param("top_logprobs", 50),
+    param("api_base", "http://127.0.0.1:1", "unsupported_parameter"), param("guardrails", ["\u2603"], "unsupported_parameter"),
+    param("timeout", "soon", "unsupported_parameter"), param("num_retries", 1000, "unsupported_parameter"),
+    param("mock_response", "fake answer", "unsupported_parameter"),
 ]
 
 SIZE = [
