@@ -213,6 +213,8 @@ def report(
 
         try:
             draw(summary, plot)
+        except ImportError:
+            raise fail("--plot needs matplotlib: .venv/bin/pip install matplotlib==3.11.2") from None
         except OSError as exc:
             raise fail(f"cannot write the plot to {plot}: {exc}") from None
         typer.secho(f"plot written to {plot}", err=True)
