@@ -207,17 +207,22 @@ def skip_unlimited_deployment_usage() -> bool:
     return True
 
 
+INLINE_PROVIDERS = ("ollama_chat/", "ollama/", "deepseek/")  # the providers this product ships with
+
+
 class InlineCompletionExecutor(concurrent.futures.ThreadPoolExecutor):
     """The event loop's default executor, running LiteLLM's `completion()` set-up inline.
 
     `litellm.acompletion` hands the synchronous `completion()` to the default executor only to
-    build the request: for the providers here it returns a coroutine and does no I/O (model
-    info is static, see `cache_ollama_static_lookup`). The hop to a thread costs a wake-up and
-    GIL hand-offs, and under load milliseconds of latency. Everything else goes to the pool.
+    build the request; for Ollama models with static model info and for DeepSeek it returns a
+    coroutine and does no I/O. The hop to a thread costs a wake-up and GIL hand-offs, and under
+    load milliseconds of latency. Anything else, including other providers (their set-up may
+    refresh credentials over the network) and Ollama models LiteLLM would look up with a
+    blocking `/api/show`, still goes to the thread pool.
     """
 
     def submit(self, fn, /, *args, **kwargs):
-        if _is_completion_setup(fn):
+        if _inline_safe(fn):
             future: concurrent.futures.Future = concurrent.futures.Future()
             try:
                 future.set_result(fn(*args, **kwargs))
@@ -227,12 +232,18 @@ class InlineCompletionExecutor(concurrent.futures.ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-def _is_completion_setup(fn) -> bool:
-    """`partial(context.run, partial(litellm.main.completion, ...))`, as litellm.acompletion builds it."""
+def _inline_safe(fn) -> bool:
+    """`partial(context.run, partial(litellm.main.completion, model=...))` for a shipped provider."""
     import litellm.main
+    from litellm.llms.ollama.common_utils import OllamaModelInfo
 
     inner = fn.args[0] if isinstance(fn, functools.partial) and fn.args else None
-    return isinstance(inner, functools.partial) and inner.func is litellm.main.completion
+    if not isinstance(inner, functools.partial) or inner.func is not litellm.main.completion:
+        return False
+    model = inner.keywords.get("model")
+    if not isinstance(model, str) or not model.startswith(INLINE_PROVIDERS):
+        return False
+    return not model.startswith("ollama") or OllamaModelInfo._is_static_ollama_model(model)
 
 
 def inline_completion_setup() -> bool:

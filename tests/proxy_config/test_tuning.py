@@ -176,23 +176,30 @@ def test_litellm_still_hands_completion_setup_to_the_default_executor(litellm_pr
     assert "run_in_executor(None, func_with_context)" in source
 
 
-def test_inline_executor_runs_completion_setup_inline_and_the_rest_in_threads(litellm_proxy, monkeypatch):
+def test_inline_executor_runs_only_safe_completion_setups_inline(litellm_proxy, monkeypatch):
     import litellm.main
 
     def fake_completion(**kwargs):
-        return threading.get_ident(), kwargs
+        return threading.get_ident(), kwargs["model"]
+
+    def setup(model):
+        return functools.partial(contextvars.copy_context().run, functools.partial(litellm.main.completion, model=model))
 
     monkeypatch.setattr(litellm.main, "completion", fake_completion)
+    monkeypatch.setitem(litellm.model_cost, "gateway-static:1b", {"mode": "chat"})
+    here = threading.get_ident()
     executor = tuning.InlineCompletionExecutor(max_workers=1)
     try:
-        setup = functools.partial(contextvars.copy_context().run, functools.partial(litellm.main.completion, model="m"))
-        future = executor.submit(setup)
-        assert future.done() and future.result() == (threading.get_ident(), {"model": "m"})
-        assert executor.submit(threading.get_ident).result(timeout=10) != threading.get_ident()
+        future = executor.submit(setup("ollama_chat/gateway-static:1b"))
+        assert future.done() and future.result() == (here, "ollama_chat/gateway-static:1b")
+        assert executor.submit(setup("deepseek/deepseek-chat")).result()[0] == here
+        # LiteLLM would call Ollama's /api/show synchronously for an unknown model: keep it off the loop
+        assert executor.submit(setup("ollama_chat/gateway-unknown:9b")).result(timeout=10)[0] != here
+        assert executor.submit(setup("vertex_ai/gemini-2.5-pro")).result(timeout=10)[0] != here
+        assert executor.submit(threading.get_ident).result(timeout=10) != here
         monkeypatch.setattr(litellm.main, "completion", lambda **kw: 1 / 0)
-        failing = functools.partial(contextvars.copy_context().run, functools.partial(litellm.main.completion, bad=1))
         with pytest.raises(ZeroDivisionError):
-            executor.submit(failing).result()
+            executor.submit(setup("deepseek/deepseek-chat")).result()
     finally:
         executor.shutdown()
 
