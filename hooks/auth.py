@@ -89,6 +89,15 @@ def take_query_key(request: Request) -> str | None:
     return found[0] if found else None
 
 
+QUERY_KEY_OFF = "?api_key= is disabled on this gateway (ALLOW_QUERY_API_KEY); send the key as the header " \
+                "'Authorization: Bearer <key>'."
+MISSING_KEY = "Missing API key. Send it as the header 'Authorization: Bearer <key>'{how}; " \
+              "with the OpenAI SDK pass api_key=<key>."
+INVALID_KEY = "Invalid API key ({id}). Check the key, or ask the gateway admin to add it to API_KEYS or KEYS_FILE."
+ADMIN_ONLY = "{route} needs the admin (master) key; client keys may call the OpenAI API routes " \
+             "(/v1/chat/completions, /v1/models, ...) only."
+
+
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     settings = get_runtime().settings
     route = get_request_route(request)
@@ -96,24 +105,18 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     presented = api_key or (query_key if settings.allow_query_api_key else None)
     if route in LiteLLMRoutes.public_routes.value:
         return UserAPIKeyAuth(user_role=LitellmUserRoles.INTERNAL_USER_VIEW_ONLY)
-    table = key_table()
     if not presented:
-        if query_key:
-            raise _auth_error(401, "missing_api_key", "?api_key= is disabled on this gateway (ALLOW_QUERY_API_KEY); send the key "
-                                   "as the header 'Authorization: Bearer <key>'.")
         how = " or ?api_key=<key>" if settings.allow_query_api_key else ""
-        raise _auth_error(401, "missing_api_key", f"Missing API key. Send it as the header 'Authorization: Bearer <key>'{how}; "
-                               "with the OpenAI SDK pass api_key=<key>.")
+        raise _auth_error(401, "missing_api_key", QUERY_KEY_OFF if query_key else MISSING_KEY.format(how=how))
+    table = key_table()
     if table.is_master(presented):
         return UserAPIKeyAuth(api_key=LITELLM_PROXY_MASTER_KEY_ALIAS, user_role=LitellmUserRoles.PROXY_ADMIN,
                               user_id=LITELLM_PROXY_ADMIN_NAME)
     key = table.lookup(presented)
     if key is None:
-        raise _auth_error(401, "invalid_api_key", f"Invalid API key ({key_id(key_hash(presented))}). Check the key, or ask the "
-                               "gateway admin to add it to API_KEYS or KEYS_FILE.")
+        raise _auth_error(401, "invalid_api_key", INVALID_KEY.format(id=key_id(key_hash(presented))))
     if not is_client_route(route):
-        raise _auth_error(403, "admin_key_required", f"{route} needs the admin (master) key; client keys may call the OpenAI API "
-                               "routes (/v1/chat/completions, /v1/models, ...) only.")
+        raise _auth_error(403, "admin_key_required", ADMIN_ONLY.format(route=route))
     verdict = await get_limiter().acquire(key.digest, Limits(key.requests, key.window, key.tpm))
     ctx = context.current.get()
     if ctx is not None:
@@ -127,6 +130,8 @@ class TokenMeter(CustomLogger):
     """Charges each successful response's tokens to its key's tokens-per-minute budget."""
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        if get_runtime().settings.database_url is not None:
+            return  # DB mode: LiteLLM meters its virtual keys itself
         try:
             payload = kwargs.get("standard_logging_object") or {}
             digest = (payload.get("metadata") or {}).get("user_api_key_hash")

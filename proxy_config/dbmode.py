@@ -161,34 +161,36 @@ def _error(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {message}"
 
 
+DELETED = "was deleted in LiteLLM; remove it from API_KEYS/KEYS_FILE or use a new key"
+HASH_ONLY = "only its sha256 is configured; LiteLLM needs the key itself to register it"
+NOT_SK = f"LiteLLM accepts only keys that start with sk- and have {MIN_CUSTOM_KEY_LENGTH}+ characters"
+
+
 def sync_one(client: httpx.Client, key: ClientKey, dry_run: bool) -> SyncResult:
+    def result(action: str, detail: str = "") -> SyncResult:
+        return SyncResult(key.name, key.id, action, detail)
+
     wanted = _wanted(key)
-    info = client.get("/key/info", params={"key": key.digest})
+    info = client.get("/key/info", params={"key": key.digest})  # by hash: the key never goes in a URL
     if info.status_code == 200:
         row = info.json().get("info") or {}
         if row.get("status") == "deleted":
-            return SyncResult(key.name, key.id, "failed", "was deleted in LiteLLM; remove it from API_KEYS/KEYS_FILE or use a new key")
+            return result("failed", DELETED)
         changed = {k: v for k, v in wanted.items() if row.get(k) != v}
-        if not changed:
-            return SyncResult(key.name, key.id, "unchanged")
-        if dry_run:
-            return SyncResult(key.name, key.id, "would-update", ", ".join(sorted(changed)))
+        if not changed or dry_run:
+            return result("would-update" if changed else "unchanged", ", ".join(sorted(changed)))
         reply = client.post("/key/update", json={"key": key.digest, **changed})
-        ok = reply.status_code == 200
-        return SyncResult(key.name, key.id, "updated" if ok else "failed", ", ".join(sorted(changed)) if ok else _error(reply))
+        return result("updated", ", ".join(sorted(changed))) if reply.status_code == 200 else result("failed", _error(reply))
     if info.status_code != 404:
-        return SyncResult(key.name, key.id, "failed", _error(info))
+        return result("failed", _error(info))
     if key.secret is None:
-        return SyncResult(key.name, key.id, "skipped", "only its sha256 is configured; LiteLLM needs the key itself to register it")
+        return result("skipped", HASH_ONLY)
     if not key.secret.startswith("sk-") or len(key.secret) < MIN_CUSTOM_KEY_LENGTH:
-        return SyncResult(key.name, key.id, "skipped", f"LiteLLM accepts only keys that start with sk- and have {MIN_CUSTOM_KEY_LENGTH}+ characters")
+        return result("skipped", NOT_SK)
     if dry_run:
-        return SyncResult(key.name, key.id, "would-create", f"rpm_limit={wanted['rpm_limit']}")
-    body = {"key": key.secret, **wanted, "metadata": {"managed_by": "gateway keys sync"}}
-    reply = client.post("/key/generate", json=body)
-    if reply.status_code == 200:
-        return SyncResult(key.name, key.id, "created", f"rpm_limit={wanted['rpm_limit']}")
-    return SyncResult(key.name, key.id, "failed", _error(reply))
+        return result("would-create", f"rpm_limit={wanted['rpm_limit']}")
+    reply = client.post("/key/generate", json={"key": key.secret, **wanted, "metadata": {"managed_by": "gateway keys sync"}})
+    return result("created", f"rpm_limit={wanted['rpm_limit']}") if reply.status_code == 200 else result("failed", _error(reply))
 
 
 def sync_keys(keys: list[ClientKey], base_url: str, master_key: str, dry_run: bool = False,

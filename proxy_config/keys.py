@@ -156,7 +156,8 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
 keys_app = typer.Typer(help="Client API keys: list them, make a new one, register them as LiteLLM virtual keys.",
                        no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
+                                                help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")]
 
 
 def _table_or_exit(config: Path | None) -> tuple[Settings, KeyTable]:

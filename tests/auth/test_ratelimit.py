@@ -66,7 +66,8 @@ def test_memory_limiter_tokens_per_minute_budget():
     assert limiter.acquire("k", metered).tokens_remaining == 20
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0.35, "350ms"), (0.0, "0ms"), (12, "12s"), (11.2, "12s"), (60, "1m0s"), (61.5, "1m2s")])
+@pytest.mark.parametrize(("seconds", "text"),
+                         [(0.35, "350ms"), (0.0, "0ms"), (12, "12s"), (11.2, "12s"), (60, "1m0s"), (61.5, "1m2s")])
 def test_reset_durations_use_openai_format(seconds, text):
     assert duration(seconds) == text
 
