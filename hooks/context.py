@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from custom_router.policy import Decision
+from hooks.ratelimit import Verdict
 
 
 @dataclass
@@ -41,6 +42,8 @@ class RequestContext:
     error_type: str | None = None
     backend_failures: int = 0
     logged: asyncio.Event = field(default_factory=asyncio.Event)  # set by every LiteLLM success/failure event
+    # Rate limiting (hooks.auth sets it for client keys; proxy_config.app stamps x-ratelimit-* from it).
+    rate_limit: Verdict | None = None
 
 
 current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

@@ -17,7 +17,7 @@ import json
 import logging
 
 from custom_router.policy import Route
-from hooks import context, ledger, metrics
+from hooks import context, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
 from proxy_config import logs, tuning
@@ -86,6 +86,8 @@ class GatewayApp:
                 headers = list(message.get("headers", []))
                 headers += route_headers(ctx, dict(headers))
                 headers.append((b"x-request-id", ctx.request_id.encode()))
+                if ctx.rate_limit is not None:  # set by hooks.auth for client keys
+                    headers = ratelimit.stamp(headers, ctx.rate_limit)
                 message = {**message, "headers": headers}
             await send(message)
             if tracker is not None:

@@ -38,6 +38,7 @@ def check_config(settings: Settings) -> list[Problem]:
     problems += _check_fallbacks(config, entries)
     problems += _check_imports(config, settings.config_path)
     problems += _check_environment(settings)
+    problems += _check_keys(config, settings)
     return problems
 
 
@@ -127,4 +128,35 @@ def _check_environment(settings: Settings) -> list[Problem]:
         ))
     if settings.deepseek_api_key is None:
         problems.append(Problem("warning", "DEEPSEEK_API_KEY is not set: the cloud tier is off and complex requests stay local"))
+    return problems
+
+
+def _check_keys(config: dict, settings: Settings) -> list[Problem]:
+    """Client keys, shared limits and DB mode (issue 3: proxy_config.keys, proxy_config.dbmode)."""
+    from proxy_config import dbmode
+    from proxy_config.keys import load_keys
+
+    try:
+        table = load_keys(settings)
+    except SettingsError as exc:
+        return [_error(str(exc))]
+    problems = []
+    if table.master_digest in table.keys:
+        problems.append(_error("a client key (API_KEYS or KEYS_FILE) equals LITELLM_MASTER_KEY; give clients their own keys"))
+    if dbmode.is_db_mode(settings):
+        why = dbmode.prisma_problem()
+        if why is not None:
+            problems.append(_error(dbmode.refusal(why)))
+        if settings.ui_password is None:
+            problems.append(Problem("warning", "UI_PASSWORD is not set: the admin UI (/ui) takes the master key as password"))
+        return problems
+    if table.keys and (config.get("general_settings") or {}).get("custom_auth") != "hooks.auth.user_api_key_auth":
+        problems.append(_error("client keys are set but config.yaml general_settings.custom_auth is not "
+                               "hooks.auth.user_api_key_auth, so LiteLLM would reject them; restore that line"))
+    if table.keys and settings.workers > 1 and settings.redis_url is None:
+        problems.append(_error(f"{settings.workers} workers without Redis cannot share per-key rate limits (each worker "
+                               "would admit the full limit); set REDIS_URL (or REDIS_HOST/REDIS_PORT) or use --workers 1"))
+    if settings.allow_query_api_key:
+        problems.append(Problem("warning", "ALLOW_QUERY_API_KEY is on: keys sent as ?api_key= end up in the access logs "
+                                           "of any proxy in front of the gateway"))
     return problems

@@ -71,6 +71,8 @@ class Settings(BaseModel):
     allow_query_api_key: bool = Field(False, description="Also accept ?api_key= (ALLOW_QUERY_API_KEY); keys in URLs end up in access logs.")
     redis_url: SecretStr | None = Field(None, description="Redis for limits shared across workers (REDIS_URL, or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD).")
     database_url: SecretStr | None = Field(None, description="PostgreSQL for LiteLLM virtual keys and admin UI (DATABASE_URL).")
+    ui_username: str | None = Field(None, description="Admin UI login in DB mode (UI_USERNAME; LiteLLM's default: admin).")
+    ui_password: SecretStr | None = Field(None, description="Admin UI password in DB mode (UI_PASSWORD).")
     data_dir: Path = Field(Path("data"), description="Where the SQLite request ledger lives (DATA_DIR).")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted request body (MAX_BODY_BYTES).")
     cors_origins: Annotated[list[str], BeforeValidator(_split_csv)] = Field(
@@ -134,6 +136,7 @@ _ENV_FIELDS = {
     "GATEWAY_CONFIG": "config_path", "RATE_LIMIT_TPM": "rate_limit_tpm", "KEYS_FILE": "keys_file",
     "ALLOW_QUERY_API_KEY": "allow_query_api_key", "REDIS_URL": "redis_url", "DATABASE_URL": "database_url",
     "DATA_DIR": "data_dir", "MAX_BODY_BYTES": "max_body_bytes", "CORS_ORIGINS": "cors_origins",
+    "UI_USERNAME": "ui_username", "UI_PASSWORD": "ui_password",
 }
 
 
@@ -188,7 +191,7 @@ def load_settings(
 
 
 _FIELD_ENV = {field: name for name, field in _ENV_FIELDS.items() if name != "MASTER_KEY"}
-_SECRET_FIELDS = frozenset({"deepseek_api_key", "master_key", "api_keys", "redis_url", "database_url"})
+_SECRET_FIELDS = frozenset({"deepseek_api_key", "master_key", "api_keys", "redis_url", "database_url", "ui_password"})
 
 
 def _explain(exc: ValidationError) -> str:
