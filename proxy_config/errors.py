@@ -214,7 +214,8 @@ class ErrorLayer:
         limit = self.limits.max_body_bytes
         length = headers.get(b"content-length", b"").strip()
         if length.isdigit() and int(length) > limit:
-            await drain(receive, self.limits.drain_bytes)
+            if int(length) <= self.limits.drain_bytes:  # read it, so the client gets to read our answer
+                await drain(receive, self.limits.drain_bytes)
             raise too_large(limit)
         if scope["method"] not in BODY_METHODS:
             return receive
