@@ -2,6 +2,6 @@
 # Set up everything and run the whole test suite (this is what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 export GATEWAY_TEST_LOGS="${GATEWAY_TEST_LOGS:-$(mktemp -d /tmp/gateway-test-logs.XXXXXX)}"
 exec .venv/bin/python -m pytest "$@"
