@@ -48,10 +48,14 @@ def serve(
     # Before anything imports prometheus_client: every worker writes its samples here (fresh per start).
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     atexit.register(shutil.rmtree, metrics_dir, True)
-    os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, JSON_LOGS="True", **logs.secrets_environment(settings))
+    os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, JSON_LOGS="True")
     problems = [p for p in check_config(settings) if p.level == "error"]
     if problems:
         raise fail("config is invalid:\n  " + "\n  ".join(p.message for p in problems))
+    from proxy_config.keys import load_keys
+
+    client_keys = [k.secret for k in load_keys(settings).keys.values() if k.secret]  # KEYS_FILE keys too
+    os.environ.update(logs.secrets_environment(settings, extra=client_keys))
     os.environ.update(settings.litellm_environment())
     if settings.redis_url is not None:  # LiteLLM reads REDIS_* too: keep it from stalling requests on a dead Redis
         os.environ.setdefault("REDIS_SOCKET_TIMEOUT", "0.5")

@@ -95,8 +95,9 @@ class JsonLineFormatter(logging.Formatter):
         return self.redact(text)
 
 
-def secrets_environment(settings) -> dict[str, str]:
-    """GATEWAY_LOG_SECRETS for the workers: every configured key, password and URL credential."""
+def secrets_environment(settings, extra: list[str] = ()) -> dict[str, str]:
+    """GATEWAY_LOG_SECRETS for the workers: every configured key, password and URL credential,
+    plus `extra` (client keys from KEYS_FILE or config.yaml)."""
     values = []
     for name in type(settings).model_fields:  # every SecretStr field, so a new secret setting is covered too
         value = getattr(settings, name)
@@ -106,6 +107,7 @@ def secrets_environment(settings) -> dict[str, str]:
         secret = value.get_secret_value()
         password = re.search(r"://[^:/@]*:([^@/]+)@", secret)  # the password inside a URL
         secrets.append(password.group(1) if password else secret)
+    secrets += extra
     return {SECRETS_ENV: ",".join(s for s in secrets if "," not in s)}
 
 
