@@ -1,25 +1,23 @@
 """Fixtures for the key, rate-limit and DB-mode tests: real redis-server processes and gateways.
 
-`RedisServer` runs redis-server on a free loopback port without persistence, so a restart
-comes back empty (the outage test relies on it). `limited` and `second` are gateways with
-client keys sharing one Redis; the keys they use are the constants below, which
-test_secrets_in_logs.py greps every gateway log for.
+`RedisServer` (tests.redis_server) runs redis-server on a free loopback port without
+persistence, so a restart comes back empty (the outage test relies on it). `limited` and
+`second` are gateways with client keys sharing one Redis; the keys they use are the
+constants below, which test_secrets_in_logs.py greps every gateway log for.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import yaml
 
-from tests.harness import DEEPSEEK_KEY, LOG_DIR, Gateway, free_port
+from tests.harness import DEEPSEEK_KEY, LOG_DIR, Gateway
+from tests.redis_server import RedisServer
 
 SESSION_START = time.time()
 LIMIT = 10  # RATE_LIMIT_REQUESTS of the shared gateways, per 60 s
@@ -35,41 +33,6 @@ KEY_STALL = "sk-auth-test-stall-7e1a9c3f5b0d2846"
 TEST_KEYS = (KEY_A, KEY_B, KEY_C, KEY_QUERY, KEY_VIP, KEY_TPM, KEY_OUTAGE, KEY_PROBE, KEY_STALL)
 VIP_LIMIT = 3
 TPM_LIMIT = 20
-
-
-class RedisServer:
-    def __init__(self, name: str) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        if not Path(binary).exists():
-            pytest.fail("redis-server is not installed (apt-get install redis-server; scripts/setup.sh does it)")
-        self.binary = binary
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOG_DIR / f"redis-{name}-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return self
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=2, decode_responses=True)
 
 
 @pytest.fixture(scope="package")
