@@ -40,10 +40,16 @@ def _ollama(settings: Settings) -> list[dict]:
     results = [finding("ollama", True, f"Ollama {version} at {url}, {len(installed)} models installed")]
     entries = model_entries(read_config(settings.config_path))
     for entry in entries.values():
-        if entry.tier is Tier.LOCAL:
-            ok = normalize_tag(entry.backend_model) in installed
-            detail = "installed" if ok else f"not installed: run `gateway models pull {entry.backend_model}` (requests go to the cloud meanwhile)"
-            results.append(finding(f"model {entry.name}", ok, detail))
+        if entry.tier is not Tier.LOCAL:
+            continue
+        pull = f"`gateway models pull {entry.backend_model}`"
+        if normalize_tag(entry.backend_model) in installed:
+            results.append(finding(f"model {entry.name}", True, "installed"))
+        elif entry.name == settings.routing.local_default:  # `auto` needs it: a real problem
+            results.append(finding(f"model {entry.name}", False, f"not installed but it is the local default: run {pull} "
+                                   "or set LOCAL_DEFAULT_MODEL to an installed model (requests go to the cloud meanwhile)"))
+        else:  # optional: a host pulls what fits its RAM
+            results.append(finding(f"model {entry.name}", True, f"not installed (requests for it go to the cloud); to serve it locally: {pull}"))
     return results
 
 

@@ -178,6 +178,10 @@ def load_settings(
     values.update({k: v for k, v in overrides.items() if v is not None})
     config_path = Path(str(values.get("config_path", DEFAULT_CONFIG)))
     routing = dict(read_config(config_path).get("gateway_settings") or {})
+    # The Ansible role sets LOCAL_DEFAULT_MODEL to the model it pulled for the host's RAM.
+    for name, key in (("LOCAL_DEFAULT_MODEL", "local_default"), ("CLOUD_DEFAULT_MODEL", "cloud_default")):
+        if env.get(name):
+            routing[key] = env[name]
     if env.get("COMPLEXITY_THRESHOLD"):
         threshold, unit = parse_threshold(env["COMPLEXITY_THRESHOLD"])
         routing["complexity_threshold"] = threshold

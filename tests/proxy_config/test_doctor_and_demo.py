@@ -16,16 +16,18 @@ def run(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=120)
 
 
-def test_doctor_reports_missing_model_and_rejected_key(ollama, deepseek, tmp_path):
-    httpx.post(f"{ollama.url}/_emulator/models", json={"models": ["qwen2.5:7b", "llama3.2:3b", "deepseek-r1:7b"]})
+def test_doctor_reports_missing_default_model_and_rejected_key(ollama, deepseek, tmp_path):
+    httpx.post(f"{ollama.url}/_emulator/models", json={"models": ["llama3.2:3b", "deepseek-r1:7b"]})
     env = {"OLLAMA_URL": ollama.url, "DEEPSEEK_URL": deepseek.url, "DEEPSEEK_API_KEY": "sk-wrong-key-000000"}
     result = run(["doctor", "--json", "--config", str(REPO / "config.yaml")], env, tmp_path)
     findings = {f["what"]: f for f in json.loads(result.stdout)}
     assert result.returncode == 1
-    assert findings["ollama"]["ok"] and findings["model qwen2.5:7b"]["ok"]
-    assert findings["model mistral:7b"] == {
-        "what": "model mistral:7b", "ok": False,
-        "detail": "not installed: run `gateway models pull mistral:7b` (requests go to the cloud meanwhile)"}
+    assert findings["ollama"]["ok"] and findings["model llama3.2:3b"] == {"what": "model llama3.2:3b", "ok": True, "detail": "installed"}
+    assert findings["model qwen2.5:7b"]["ok"] is False  # the local default: `auto` needs it
+    assert "run `gateway models pull qwen2.5:7b` or set LOCAL_DEFAULT_MODEL" in findings["model qwen2.5:7b"]["detail"]
+    assert findings["model mistral:7b"] == {  # optional models are information, not a failure
+        "what": "model mistral:7b", "ok": True,
+        "detail": "not installed (requests for it go to the cloud); to serve it locally: `gateway models pull mistral:7b`"}
     assert "rejected DEEPSEEK_API_KEY (401)" in findings["deepseek"]["detail"]
     assert "sk-wrong-key-000000" not in result.stdout + result.stderr
 
@@ -34,7 +36,8 @@ def test_doctor_passes_when_everything_is_reachable(ollama, deepseek, tmp_path):
     env = {"OLLAMA_URL": ollama.url, "DEEPSEEK_URL": deepseek.url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY}
     result = run(["doctor", "--config", str(REPO / "config.yaml")], env, tmp_path)
     assert result.returncode == 0, result.stdout
-    assert result.stdout.count("ok  ") == 1 + 1 + 4 + 1  # config, ollama, 4 local models, deepseek
+    assert result.stdout.count("ok  ") == 1 + 1 + 5 + 1  # config, ollama, 5 local models, deepseek
+    assert "ok  model qwen2.5:3b: not installed" in result.stdout
 
 
 def test_doctor_explains_unreachable_ollama(tmp_path):

@@ -66,11 +66,19 @@ def test_tiers_come_from_config_not_names():
     entries = model_entries(yaml.safe_load((REPO / "config.yaml").read_text()))
     assert entries["deepseek-r1:7b"].tier is Tier.LOCAL
     assert entries["deepseek-chat"].tier is Tier.CLOUD and entries["auto"].tier is Tier.AUTO
-    assert {name for name, e in entries.items() if e.tier is Tier.LOCAL} == {"qwen2.5:7b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b"}
+    assert {name for name, e in entries.items() if e.tier is Tier.LOCAL} == {"qwen2.5:7b", "qwen2.5:3b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b"}
 
 
 def test_shipped_config_has_no_errors():
     assert [p for p in check_config(settings()) if p.level == "error"] == []
+
+
+def entry(config: dict, name: str) -> dict:
+    return next(item for item in config["model_list"] if item["model_name"] == name)
+
+
+def test_local_default_env_override():
+    assert settings({"LOCAL_DEFAULT_MODEL": "qwen2.5:3b"}).routing.local_default == "qwen2.5:3b"
 
 
 def edited_config(tmp_path: Path, edit) -> Path:
@@ -83,7 +91,7 @@ def edited_config(tmp_path: Path, edit) -> Path:
 
 def test_check_cli_fails_precisely_on_fallback_to_unknown_model(tmp_path):
     def edit(config):
-        config["model_list"][5]["model_info"]["fallback"] = "llama9:70b"
+        entry(config, "deepseek-reasoner")["model_info"]["fallback"] = "llama9:70b"
     path = edited_config(tmp_path, edit)
     result = subprocess.run([GATEWAY, "check", "--config", str(path)], capture_output=True, text=True,
                             env={"LITELLM_MASTER_KEY": MASTER_KEY, "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
@@ -97,7 +105,7 @@ def test_check_cli_fails_precisely_on_fallback_to_unknown_model(tmp_path):
     (lambda c: c["gateway_settings"].update(cloud_default="nope"), "gateway_settings.cloud_default names 'nope', which is not a model_name"),
     (lambda c: c["litellm_settings"].update(callbacks=["hooks.nothing_here.instance"]), "'hooks.nothing_here.instance' cannot be loaded"),
     (lambda c: c["model_list"][0]["model_info"].pop("gateway_tier"), "model_info.gateway_tier must be local, cloud or auto"),
-    (lambda c: c["model_list"][4]["model_info"].update(gateway_tier="local"), "is tier local but litellm_params.model 'deepseek/deepseek-chat' is not ollama_chat"),
+    (lambda c: entry(c, "deepseek-chat")["model_info"].update(gateway_tier="local"), "is tier local but litellm_params.model 'deepseek/deepseek-chat' is not ollama_chat"),
 ])
 def test_check_reports_each_config_mistake(tmp_path, edit, needle):
     problems = check_config(settings(config_path=edited_config(tmp_path, edit)))
