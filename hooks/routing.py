@@ -26,6 +26,7 @@ log = logging.getLogger("gateway.routing")
 
 ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"})
 FALLBACK_FAILED = "also failed: "  # LiteLLM router's wording when the fallback group failed too
+OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # LiteLLM's wording for Ollama's error line
 RAW_MODEL_NAME_KEY = "_complexity_router_return_raw_model_name"  # LiteLLM: keep the served model's name
 
 
@@ -33,6 +34,8 @@ def failure_cause(exc: BaseException) -> str:
     """A short, stable cause label for logs, metrics and error messages."""
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
+    if is_ollama_error_line(exc):
+        return "server-error"
     if "Timeout" in name:
         return "timeout"
     if "MidStream" in name:
@@ -46,7 +49,13 @@ def failure_cause(exc: BaseException) -> str:
 
 def is_backend_failure(exc: BaseException) -> bool:
     """Client mistakes (400/422) stay as they are; everything else is the backend's fault."""
-    return getattr(exc, "status_code", 500) not in (400, 413, 422)
+    return is_ollama_error_line(exc) or getattr(exc, "status_code", 500) not in (400, 413, 422)
+
+
+def is_ollama_error_line(exc: BaseException) -> bool:
+    """LiteLLM 1.108.7 raises a 400 for Ollama's own `{"error": ...}` stream line (a runner crash,
+    found by the soak test): the backend failed, not the client, so both tiers failing is a 503."""
+    return getattr(exc, "status_code", None) == 400 and OLLAMA_ERROR_LINE in str(getattr(exc, "message", None) or exc)
 
 
 class RoutingHook(CustomLogger):

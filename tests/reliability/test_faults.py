@@ -241,6 +241,7 @@ def test_deepseek_stream_cut_after_tokens_ends_with_an_error_event(fault_gw, loc
 @pytest.mark.parametrize("model,local_fault,cloud_fault", [
     ("auto", "http_500", "http_500"),
     ("auto", "http_503", "http_429"),
+    ("auto", "error_before_first_token", "http_500"),  # streaming: LiteLLM calls Ollama's error line a 400
     ("deepseek-chat", "http_500", "http_401"),
     ("deepseek-chat", "http_404", "http_402"),
     ("deepseek-chat", "http_503", "http_503"),
