@@ -91,13 +91,14 @@ def _le(value: float | None, bound: float) -> bool:
 def table(summary: dict[str, dict], over: dict[str, dict], extra: dict[str, dict]) -> str:
     """A markdown table, one row per configuration."""
     head = ("| configuration | p50 c1 ms | p99 c1 ms | overhead p50 c1 ms | p50 c8 ms | p99 c8 ms | req/s c8 "
-            "| CPU ms/req c8 | TTFT p50 ms | TTFT overhead ms | 50-chunk stream ms | RSS/worker MB | startup s |")
+            "| CPU ms/req c8 | TTFT p50 ms | TTFT overhead ms | 50-chunk stream ms | RSS/worker MB (after start) "
+            "| startup s |")
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
     for name, row in summary.items():
         o, x = over.get(name, {}), extra.get(name, {})
         cells = [name, row["p50_c1_ms"], row["p99_c1_ms"], o.get("p50_c1_ms", "-"), row["p50_c8_ms"], row["p99_c8_ms"],
                  row["rps_c8"], row["cpu_ms_c8"], row["ttft_p50_ms"], o.get("ttft_ms", "-"), row["stream_p50_ms"],
-                 x.get("rss_per_worker_mb", "-"), x.get("startup_s", "-")]
+                 f"{x.get('rss_per_worker_mb', '-')} ({x.get('rss_after_start_mb', '-')})", x.get("startup_s", "-")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

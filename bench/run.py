@@ -123,12 +123,14 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
             "ours": lambda: ours("ours", workdir, backend.url, options.workers, redis.url if redis else None),
             "ours-hooks-off": lambda: ours("ours-hooks-off", workdir, backend.url, options.workers, None, hooks=False),
         }
+        idle_rss: dict[str, float | None] = {}
         for name in options.configurations:
             progress(f"starting {name}")
             server = factories[name]()
             started.append(server)
             server.start()  # one at a time, so startup times do not compete
             sanity(server)
+            idle_rss[name] = rss_mb(server).get("rss_per_worker_mb")
         for server in started:
             progress(f"warming up {server.name}")
             wrk(server.request, workdir / f"{server.name}.body", 8, options.warmup_seconds)
@@ -143,7 +145,8 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
                     "c8": measured(server, lambda: wrk(server.request, body, 8, options.seconds)),
                     "stream": stream_probe(server.stream, options.stream_requests),
                 })
-        extra = {s.name: {**rss_mb(s), "startup_s": round(s.startup_s, 2) if s.startup_s else None} for s in started}
+        extra = {s.name: {**rss_mb(s), "rss_after_start_mb": idle_rss.get(s.name),
+                          "startup_s": round(s.startup_s, 2) if s.startup_s else None} for s in started}
         summary = report.summarize(samples)
         over = report.overheads(summary) if "direct" in summary else {}
         rat = report.ratios(summary, over, extra) if over else {}

@@ -23,6 +23,9 @@ The shims:
 - `coordination-redis`: LiteLLM adopts REDIS_* variables as its own "coordination" Redis and
   then pays Redis round trips per request for its counters. REDIS_URL is ours (hooks.ratelimit);
   without DB mode LiteLLM has no keys or budgets to coordinate, so its fallback is turned off.
+- `malloc-arenas`: glibc gives each thread that allocates its own malloc arena, and freed memory
+  stays spread over them; two arenas (the usual MALLOC_ARENA_MAX=2 advice for Python servers)
+  keep a worker's RSS at or below vanilla LiteLLM's although the gateway runs more threads.
 - `litellm-info-logs` (after startup): LiteLLM logs several INFO lines per request
   ("completion() model=...", "SESSION REUSE..."); the gateway writes its own request log, so
   LiteLLM's loggers stay at WARNING unless LOG_LEVEL=DEBUG or DEBUG=true.
@@ -254,11 +257,27 @@ def inline_completion_setup() -> bool:
     return True
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX=2 does, set from inside the process)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None or "libc" not in name:
+        return False  # not glibc (musl has no arenas to cap)
+    return ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas) == 1
+
+
 def apply(litellm_app, settings) -> list[str]:
     """Apply the shims before LiteLLM's startup; returns what was applied (also logged once)."""
     db_mode = settings.database_url is not None
     applied = []
     skip = set(os.environ.get("GATEWAY_TUNING_SKIP", "").split(","))  # EXPERIMENT ONLY
+    if "malloc-arenas" not in skip:
+        _safely("malloc-arenas", limit_malloc_arenas)
     dropped = drop_middlewares(litellm_app, db_mode) if "middlewares" not in skip else []
     if dropped:
         applied.append(f"middlewares(-{','.join(dropped)})")
@@ -293,6 +312,7 @@ def after_startup(settings) -> None:
         _safely("inline-completion", inline_completion_setup)
     if "litellm-info-logs" not in skip:
         _safely("litellm-info-logs", lambda: quiet_litellm_loggers(settings))
+
 
 
 def _safely(name: str, shim):

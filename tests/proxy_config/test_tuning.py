@@ -232,3 +232,10 @@ def test_inline_executor_becomes_the_running_loops_default():
         return await asyncio.get_running_loop().run_in_executor(None, threading.get_ident)
 
     assert asyncio.run(install()) != threading.get_ident()  # anything but completion() still runs in a thread
+
+
+def test_malloc_arenas_are_capped_through_glibc():
+    import ctypes.util
+
+    assert "libc" in ctypes.util.find_library("c")
+    assert tuning.limit_malloc_arenas(2) is True
