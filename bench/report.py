@@ -96,10 +96,11 @@ def table(summary: dict[str, dict], over: dict[str, dict], extra: dict[str, dict
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
     for name, row in summary.items():
         o, x = over.get(name, {}), extra.get(name, {})
-        cells = [name, row["p50_c1_ms"], row["p99_c1_ms"], o.get("p50_c1_ms", "-"), row["p50_c8_ms"], row["p99_c8_ms"],
-                 row["rps_c8"], row["cpu_ms_c8"], row["ttft_p50_ms"], o.get("ttft_ms", "-"), row["stream_p50_ms"],
-                 f"{x.get('rss_per_worker_mb', '-')} ({x.get('rss_after_start_mb', '-')})", x.get("startup_s", "-")]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        rss = f"{x['rss_per_worker_mb']} ({x.get('rss_after_start_mb')})" if x.get("rss_per_worker_mb") else None
+        cells = [name, row["p50_c1_ms"], row["p99_c1_ms"], o.get("p50_c1_ms"), row["p50_c8_ms"], row["p99_c8_ms"],
+                 row["rps_c8"], row["cpu_ms_c8"], row["ttft_p50_ms"], o.get("ttft_ms"), row["stream_p50_ms"],
+                 rss, x.get("startup_s")]
+        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 

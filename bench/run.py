@@ -48,8 +48,9 @@ def machine() -> dict:
 
     wrk_version = subprocess.run([shutil.which("wrk") or "wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
-            "litellm": version("litellm"), "uvicorn": version("uvicorn"), "wrk": wrk_version.strip(),
-            "nginx": subprocess.run([canned.NGINX, "-v"], capture_output=True, text=True).stderr.strip(),
+            "litellm": version("litellm"), "uvicorn": version("uvicorn"), "wrk": wrk_version.split(" [")[0].strip(),
+            "nginx": subprocess.run([canned.NGINX, "-v"], capture_output=True, text=True).stderr.strip()
+            .removeprefix("nginx version: "),
             "load_avg_at_start": os.getloadavg(), "mem_total_mb": _mem_total_mb()}
 
 
@@ -151,7 +152,9 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
         over = report.overheads(summary) if "direct" in summary else {}
         rat = report.ratios(summary, over, extra) if over else {}
         progress("routing micro-benchmark")
+        info["load_avg_at_end"] = os.getloadavg()
         return {
+            "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": info,
             "options": options.__dict__ | {"configurations": list(options.configurations)},
             "summary": summary, "overheads": over, "process": extra, "ratios": rat,
