@@ -12,8 +12,10 @@ Every server runs in its own empty directory (no `.env` leaks in) and logs to a 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,14 +39,10 @@ _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")
 
 
 def chat_body(stream: bool) -> bytes:
-    import json
-
     return json.dumps({"model": MODEL, "messages": PROMPT, "max_tokens": 32, "stream": stream}).encode()
 
 
 def ollama_body(stream: bool) -> bytes:
-    import json
-
     return json.dumps({"model": MODEL, "messages": PROMPT, "stream": stream, "options": {"num_predict": 32}}).encode()
 
 
@@ -116,8 +114,6 @@ class Server:
 
 
 def _port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

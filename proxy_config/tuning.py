@@ -33,8 +33,6 @@ The shims:
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import logging
 import os
 
@@ -210,53 +208,6 @@ def skip_unlimited_deployment_usage() -> bool:
     return True
 
 
-INLINE_PROVIDERS = ("ollama_chat/", "ollama/", "deepseek/")  # the providers this product ships with
-
-
-class InlineCompletionExecutor(concurrent.futures.ThreadPoolExecutor):
-    """The event loop's default executor, running LiteLLM's `completion()` set-up inline.
-
-    `litellm.acompletion` hands the synchronous `completion()` to the default executor only to
-    build the request; for Ollama models with static model info and for DeepSeek it returns a
-    coroutine and does no I/O. The hop to a thread costs a wake-up and GIL hand-offs, and under
-    load milliseconds of latency. Anything else, including other providers (their set-up may
-    refresh credentials over the network) and Ollama models LiteLLM would look up with a
-    blocking `/api/show`, still goes to the thread pool.
-    """
-
-    def submit(self, fn, /, *args, **kwargs):
-        if _inline_safe(fn):
-            future: concurrent.futures.Future = concurrent.futures.Future()
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except Exception as exc:
-                future.set_exception(exc)
-            return future
-        return super().submit(fn, *args, **kwargs)
-
-
-def _inline_safe(fn) -> bool:
-    """`partial(context.run, partial(litellm.main.completion, model=...))` for a shipped provider."""
-    import litellm.main
-    from litellm.llms.ollama.common_utils import OllamaModelInfo
-
-    inner = fn.args[0] if isinstance(fn, functools.partial) and fn.args else None
-    if not isinstance(inner, functools.partial) or inner.func is not litellm.main.completion:
-        return False
-    model = inner.keywords.get("model")
-    if not isinstance(model, str) or not model.startswith(INLINE_PROVIDERS):
-        return False
-    return not model.startswith("ollama") or OllamaModelInfo._is_static_ollama_model(model)
-
-
-def inline_completion_setup() -> bool:
-    """Install InlineCompletionExecutor as the running loop's default executor."""
-    import asyncio
-
-    asyncio.get_running_loop().set_default_executor(InlineCompletionExecutor(thread_name_prefix="asyncio"))
-    return True
-
-
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
@@ -308,8 +259,6 @@ def quiet_litellm_loggers(settings) -> bool:
 def after_startup(settings) -> None:
     """Run in the serving event loop once LiteLLM's startup is complete (it sets its log levels there)."""
     skip = set(os.environ.get("GATEWAY_TUNING_SKIP", "").split(","))  # EXPERIMENT ONLY
-    if "inline-completion" not in skip:
-        _safely("inline-completion", inline_completion_setup)
     if "litellm-info-logs" not in skip:
         _safely("litellm-info-logs", lambda: quiet_litellm_loggers(settings))
 
