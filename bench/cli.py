@@ -22,6 +22,7 @@ def bench(
     routing_only: Annotated[bool, typer.Option("--routing-only", help="Only the routing-decision micro-benchmark.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json-out", help="Write the full results as JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON instead of the tables.")] = False,
+    pin: Annotated[bool, typer.Option(help="Servers on their own CPUs, wrk/nginx/redis on CPU 0 (needs workers+1 CPUs).")] = True,
     results_md: Annotated[Path | None, typer.Option("--results-md", help="Write a RESULTS.md (machine, command, tables) here.")] = None,
 ) -> None:
     """Benchmark direct calls, vanilla LiteLLM (plain and tuned) and this gateway, interleaved, in one run."""
@@ -37,7 +38,7 @@ def bench(
         typer.secho(f"error: unknown configuration(s) {sorted(unknown)}; choose from {list(ALL)}", err=True, fg="red")
         raise typer.Exit(code=1)
     options = Options(rounds=rounds, seconds=seconds, workers=workers, stream_requests=stream_requests,
-                      configurations=chosen)
+                      configurations=chosen, pin=pin)
     results = run(options, progress=lambda msg: typer.echo(msg, err=True))
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))
@@ -64,7 +65,7 @@ def results_markdown(results: dict) -> str:
     """bench/RESULTS.md: what ran, where, how to run it again, and the tables."""
     m, o = results["machine"], results["options"]
     command = (f"python -m bench --rounds {o['rounds']} --seconds {o['seconds']:g} --workers {o['workers']} "
-               f"--stream-requests {o['stream_requests']} --results-md bench/RESULTS.md")
+               f"--stream-requests {o['stream_requests']}{'' if o['pin'] else ' --no-pin'} --results-md bench/RESULTS.md")
     if len(o["configurations"]) < 5:
         command += "".join(f" --only {name}" for name in o["configurations"] if name != "direct")
     load = lambda key: ", ".join(f"{x:.2f}" for x in m[key])  # noqa: E731
@@ -82,6 +83,7 @@ def results_markdown(results: dict) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['mem_total_mb']:,} MB RAM, Linux {m['kernel']}",
         f"- software: Python {m['python']}, LiteLLM {m['litellm']}, uvicorn {m['uvicorn']}, {m['nginx']}, {m['wrk']}",
         f"- load average at start: {load('load_avg_at_start')}; at end: {load('load_avg_at_end')}",
+        f"- CPU placement: {m['placement']}",
         f"- run at: {results['finished_at']}",
         "",
         "## Latency, throughput, streaming, memory, startup",

@@ -39,6 +39,15 @@ class Options:
     warmup_seconds: float = 3.0
     configurations: tuple[str, ...] = ALL
     keep_dir: bool = False
+    pin: bool = True  # servers on their own CPUs, load generator and backends on CPU 0, when there are enough
+
+
+def placement(workers: int, pin: bool) -> tuple[frozenset[int], frozenset[int]] | None:
+    """(load-side CPUs, server CPUs), or None when pinning is off or there are too few CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < workers + 1:
+        return None
+    return frozenset(cpus[:1]), frozenset(cpus[1:1 + workers])
 
 
 def machine() -> dict:
@@ -114,7 +123,13 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     started: list[Server] = []
     backend = redis = None
+    own_cpus = os.sched_getaffinity(0)
+    cpus = placement(options.workers, options.pin)
+    info["placement"] = ({"load_generator_and_backends": sorted(cpus[0]), "servers": sorted(cpus[1])}
+                         if cpus else "unpinned")
     try:
+        if cpus:
+            os.sched_setaffinity(0, cpus[0])  # inherited by nginx, redis-server and wrk
         backend = canned.CannedBackend(workdir / "nginx", _port()).start()
         redis = Redis(workdir) if "ours" in options.configurations else None
         factories = {
@@ -128,6 +143,8 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
         for name in options.configurations:
             progress(f"starting {name}")
             server = factories[name]()
+            if cpus and server.cmd:
+                server.cpus = cpus[1]
             started.append(server)
             server.start()  # one at a time, so startup times do not compete
             sanity(server)
@@ -162,6 +179,7 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
             "routing": routing_bench.run(),
         }
     finally:
+        os.sched_setaffinity(0, own_cpus)
         for server in reversed(started):
             server.stop()
         if redis:

@@ -75,6 +75,7 @@ class Server:
     proc: subprocess.Popen | None = None
     startup_s: float | None = None
     root_pid: int | None = None  # the process tree measured for RSS and CPU (the backend's, for direct)
+    cpus: frozenset[int] | None = None  # CPU affinity of the server's processes (None: any)
 
     def start(self, timeout: float = 120.0) -> Server:
         if not self.cmd:
@@ -82,8 +83,10 @@ class Server:
         assert self.cwd is not None
         log = (self.cwd / "server.log").open("wb")
         started = time.perf_counter()
+        cpus = self.cpus
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         self.root_pid = self.proc.pid
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
