@@ -1,40 +1,37 @@
 """Runtime shims that remove per-request work LiteLLM 1.108.7 does and this product does not use.
 
-Measured with `python -m bench` and py-spy (docs/performance.md has the profile and numbers).
-`apply(litellm_app, settings)` runs once per worker in create_app, before Starlette builds
-LiteLLM's middleware stack; `after_startup(settings)` runs when LiteLLM's startup is complete
-(LiteLLM sets its log levels during startup). Nothing in site-packages is edited: each shim
-rebinds one attribute of a LiteLLM module, class or app object, and each is tested against
-the pinned version in tests/proxy_config/test_tuning.py, so an upgrade that renames what a
-shim touches fails there loudly. At run time a shim whose target is missing is skipped with a
-warning (fail open: the gateway still works, only slower).
+Found with py-spy and measured with `python -m bench` (docs/performance.md). `apply(litellm_app,
+settings)` runs once per worker in create_app, before Starlette builds LiteLLM's middleware
+stack and before LiteLLM's startup; `after_startup(settings)` runs when that startup is done.
+Nothing in site-packages is edited: each shim rebinds one attribute of a LiteLLM module, class
+or app object, and tests/proxy_config/test_tuning.py checks each target against the pinned
+version, so an upgrade that renames one fails there loudly. At run time a shim that raises is
+logged and skipped (fail open: the gateway works, only slower). One INFO line per worker says
+what was applied. In DB mode (DATABASE_URL: LiteLLM virtual keys) the shims that would switch
+off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middlewares).
 
-The shims:
-- `middlewares`: drop ASGI middlewares of LiteLLM's app for features this product does not
-  use (see DROPPED_MIDDLEWARES for why each one may go). Those tied to LiteLLM's database
-  (billing, budgets, telemetry store, Redis batching of spend counters) are kept in DB mode.
-- `otel-seed`: LiteLLM's auth re-imports its OpenTelemetry fan-out on every request to
-  anchor per-tenant trace destinations; without `opentelemetry-sdk` that import fails (and
-  is retried, compiling a module) on every request. When the import fails at startup, the
-  step is replaced by a no-op, which is what it amounts to.
-- `ollama-static-lookup`: `OllamaModelInfo._is_static_ollama_model` lowercases every key of
-  the cost map (~2,500) on each call, several times per request; the shim keeps the
-  lowercased key set and rebuilds it when the cost map is replaced or changes size.
+- `malloc-arenas`: cap glibc's malloc arenas at 2 (what MALLOC_ARENA_MAX=2 does): threads that
+  allocate get arenas of their own and freed memory stays spread over them.
+- `middlewares`: drop the ASGI middlewares of LiteLLM's app for features this product does not
+  use (DROPPED_MIDDLEWARES says why each may go).
+- `otel-seed`: LiteLLM's auth imports its OpenTelemetry fan-out on every request; without
+  opentelemetry-sdk that import fails, and is retried (compiling a module) every time. When it
+  fails at startup the step becomes a no-op, which is what it amounts to.
+- `ollama-static-lookup`: `OllamaModelInfo._is_static_ollama_model` lowercases all ~4,300 keys
+  of the cost map on every call, several times per request; keep the lowercased set instead.
 - `coordination-redis`: LiteLLM adopts REDIS_* variables as its own "coordination" Redis and
-  then pays Redis round trips per request for its counters. REDIS_URL is ours (hooks.ratelimit);
-  without DB mode LiteLLM has no keys or budgets to coordinate, so its fallback is turned off.
-- `malloc-arenas`: glibc gives each thread that allocates its own malloc arena, and freed memory
-  stays spread over them; two arenas (the usual MALLOC_ARENA_MAX=2 advice for Python servers)
-  keep a worker's RSS at or below vanilla LiteLLM's although the gateway runs more threads.
-- `litellm-info-logs` (after startup): LiteLLM logs several INFO lines per request
-  ("completion() model=...", "SESSION REUSE..."); the gateway writes its own request log, so
-  LiteLLM's loggers stay at WARNING unless LOG_LEVEL=DEBUG or DEBUG=true.
+  pays round trips per request for its counters; REDIS_URL is for hooks.ratelimit.
+- `deployment-usage`: the router rebuilds a deployment's model info twice per request only to
+  find it has no tpm/rpm limit; remember that per deployment.
+- `proxy-hooks`: do not register LiteLLM proxy hooks for LiteLLM keys, agents, sessions and
+  caching (UNUSED_PROXY_HOOKS); the gateway's keys carry no LiteLLM limits or metadata.
+- `litellm-info-logs` (after startup): LiteLLM logs three INFO lines per request; the gateway
+  writes its own request line, so LiteLLM's loggers stay at WARNING unless debugging.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 log = logging.getLogger("gateway.tuning")
 
@@ -222,26 +219,30 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     return ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas) == 1
 
 
-def apply(litellm_app, settings) -> list[str]:
+SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "coordination-redis",
+         "deployment-usage", "proxy-hooks", "litellm-info-logs")
+DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks"})  # LiteLLM keys need them
+
+
+def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str]:
     """Apply the shims before LiteLLM's startup; returns what was applied (also logged once)."""
     db_mode = settings.database_url is not None
+    shims = {
+        "malloc-arenas": limit_malloc_arenas,
+        "middlewares": lambda: drop_middlewares(litellm_app, db_mode),
+        "otel-seed": skip_failed_otel_seed,
+        "ollama-static-lookup": cache_ollama_static_lookup,
+        "coordination-redis": no_env_coordination_redis,
+        "deployment-usage": skip_unlimited_deployment_usage,
+        "proxy-hooks": drop_unused_proxy_hooks,
+    }
     applied = []
-    skip = set(os.environ.get("GATEWAY_TUNING_SKIP", "").split(","))  # EXPERIMENT ONLY
-    if "malloc-arenas" not in skip:
-        _safely("malloc-arenas", limit_malloc_arenas)
-    dropped = drop_middlewares(litellm_app, db_mode) if "middlewares" not in skip else []
-    if dropped:
-        applied.append(f"middlewares(-{','.join(dropped)})")
-    for name, shim in (("otel-seed", skip_failed_otel_seed), ("ollama-static-lookup", cache_ollama_static_lookup)):
-        if name not in skip and _safely(name, shim):
-            applied.append(name)
-    if not db_mode and "coordination-redis" not in skip and _safely("coordination-redis", no_env_coordination_redis):
-        applied.append("coordination-redis")
-    if not db_mode and "deployment-usage" not in skip and _safely("deployment-usage", skip_unlimited_deployment_usage):
-        applied.append("deployment-usage")
-    hooks = _safely("proxy-hooks", drop_unused_proxy_hooks) if not db_mode and "proxy-hooks" not in skip else []
-    if hooks:
-        applied.append(f"proxy-hooks(-{','.join(hooks)})")
+    for name, shim in shims.items():
+        if name in skip or (db_mode and name in DB_MODE_OFF):
+            continue
+        result = _safely(name, shim)
+        if result:
+            applied.append(f"{name}(-{','.join(result)})" if isinstance(result, list) else name)
     log.info("tuning: applied %s", " ".join(applied) or "nothing")
     return applied
 
@@ -256,12 +257,10 @@ def quiet_litellm_loggers(settings) -> bool:
     return True
 
 
-def after_startup(settings) -> None:
-    """Run in the serving event loop once LiteLLM's startup is complete (it sets its log levels there)."""
-    skip = set(os.environ.get("GATEWAY_TUNING_SKIP", "").split(","))  # EXPERIMENT ONLY
+def after_startup(settings, skip: frozenset[str] = frozenset()) -> None:
+    """Run once LiteLLM's startup is complete (it sets its log levels there)."""
     if "litellm-info-logs" not in skip:
         _safely("litellm-info-logs", lambda: quiet_litellm_loggers(settings))
-
 
 
 def _safely(name: str, shim):

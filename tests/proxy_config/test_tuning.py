@@ -191,3 +191,18 @@ def test_malloc_arenas_are_capped_through_glibc():
 
     assert "libc" in ctypes.util.find_library("c")
     assert tuning.limit_malloc_arenas(2) is True
+
+
+def _settings(database_url=None):
+    return SimpleNamespace(database_url=database_url, debug=False, log_level="INFO")
+
+
+def test_apply_reports_what_it_applied_and_skips_db_features_in_db_mode():
+    app = _fake_app(*_classes(*tuning.DROPPED_MIDDLEWARES))
+    only_middlewares = frozenset(tuning.SHIMS) - {"middlewares"}
+    assert tuning.apply(app, _settings(), skip=only_middlewares) == [
+        "middlewares(-" + ",".join(name for _, name in tuning.DROPPED_MIDDLEWARES) + ")"]
+    app = _fake_app(*_classes(*tuning.DROPPED_MIDDLEWARES))
+    applied = tuning.apply(app, _settings("postgresql://gateway@db/gateway"), skip=only_middlewares - tuning.DB_MODE_OFF)
+    assert applied == ["middlewares(-" + ",".join(n for (_, n), (_, db) in tuning.DROPPED_MIDDLEWARES.items() if not db) + ")"]
+    assert tuning.apply(_fake_app(), _settings(), skip=frozenset(tuning.SHIMS)) == []
