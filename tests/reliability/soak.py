@@ -34,7 +34,7 @@ import typer
 from hooks.ledger_store import SQLITE_FILE, TABLE
 from tests.harness import DEEPSEEK_KEY
 from tests.reliability import soak_client
-from tests.reliability.soak_env import KEY_WEIGHTS, FaultInjector, Stack, tree_rss
+from tests.reliability.soak_env import KEY_WEIGHTS, FaultInjector, Stack, process_tree, rss
 
 MB = 1024 * 1024
 WARMUP_REQUESTS = 20  # healthy, before faults start and before the first RSS sample
@@ -65,7 +65,8 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
         log = stack.gateway.log()
         secrets = (*stack.keys.values(), DEEPSEEK_KEY)
         figures["gateway_log"] = {"secrets": sum(log.count(secret) for secret in secrets),
-                                  "error_lines": log.count('"level": "ERROR"'), "tracebacks": log.count("Traceback")}
+                                  "error_lines": log.count('"level": "ERROR"'), "tracebacks": log.count("Traceback"),
+                                  "fatal_errors": log.count("Fatal Python error")}
     figures["options"] = asdict(options)
     return figures
 
@@ -81,7 +82,14 @@ async def _load(stack: Stack, options: Options, progress: Callable[[str], None])
 
         for _ in range(WARMUP_REQUESTS):
             await one(soak_client.pick(rng, KEY_WEIGHTS))
-        rss = [(0.0, tree_rss(pid))]
+        first = process_tree(pid)
+        seen, memory = set(first), [(0.0, rss(first))]
+
+        def sample(t: float) -> None:
+            pids = process_tree(pid)
+            seen.update(pids)
+            memory.append((round(t, 1), rss(pids)))
+
         injector = FaultInjector(stack, random.Random(options.seed + 1), (options.fault_min, options.fault_max),
                                  options.redis_every, options.backend_timeout)
         stop = asyncio.Event()
@@ -95,14 +103,14 @@ async def _load(stack: Stack, options: Options, progress: Callable[[str], None])
         async def sample_rss() -> None:
             while not stop.is_set():
                 await asyncio.sleep(RSS_EVERY)
-                rss.append((round(time.monotonic() - started, 1), tree_rss(pid)))
+                sample(time.monotonic() - started)
                 progress(f"soak: {time.monotonic() - started:5.0f} s  {len(tally.outcomes)} requests  "
-                         f"lost {tally.count('lost')}  hung {tally.count('hung')}  RSS {rss[-1][1] / MB:.0f} MB")
+                         f"lost {tally.count('lost')}  hung {tally.count('hung')}  RSS {memory[-1][1] / MB:.0f} MB")
 
         background = [asyncio.create_task(injector.run(stop)), asyncio.create_task(sample_rss())]
         await asyncio.gather(*(client_loop() for _ in range(options.concurrency)))
         elapsed = time.monotonic() - started
-        rss.append((round(elapsed, 1), tree_rss(pid)))
+        sample(elapsed)
         stop.set()
         await asyncio.gather(*background)
     await asyncio.to_thread(injector.heal)
@@ -111,10 +119,11 @@ async def _load(stack: Stack, options: Options, progress: Callable[[str], None])
         load_seconds=round(elapsed, 1),
         requests_per_second=round((figures["sent"] - WARMUP_REQUESTS) / elapsed, 1),
         faults_injected=dict(sorted(injector.injected.items())),
-        rss_mb={"start": round(rss[0][1] / MB, 1), "end": round(rss[-1][1] / MB, 1),
-                "growth": round((rss[-1][1] - rss[0][1]) / MB, 1), "peak": round(max(v for _, v in rss) / MB, 1),
-                "growth_second_half": round((rss[-1][1] - next(v for t, v in rss if t >= elapsed / 2)) / MB, 1),
-                "samples": [(t, round(v / MB, 1)) for t, v in rss]},
+        rss_mb={"start": round(memory[0][1] / MB, 1), "end": round(memory[-1][1] / MB, 1),
+                "growth": round((memory[-1][1] - memory[0][1]) / MB, 1), "peak": round(max(v for _, v in memory) / MB, 1),
+                "growth_second_half": round((memory[-1][1] - next(v for t, v in memory if t >= elapsed / 2)) / MB, 1),
+                "samples": [(t, round(v / MB, 1)) for t, v in memory]},
+        gateway_processes={"at_start": len(first), "started_during_run": len(seen - set(first))},
         outcomes=tally.outcomes,
     )
     return figures
@@ -183,6 +192,8 @@ def problems(f: dict) -> list[str]:
                      f"({ledger['client_ids_missing']} request ids missing)")
     if ledger["status_mismatches"]:
         found.append(f"{ledger['status_mismatches']} ledger statuses differ from the client's")
+    if f["gateway_processes"]["started_during_run"] or f["gateway_log"]["fatal_errors"]:
+        found.append(f"a gateway worker died and was replaced ({f['gateway_log']['fatal_errors']} fatal errors logged)")
     if f["gateway_log"]["secrets"]:
         found.append(f"a key appears {f['gateway_log']['secrets']} times in the gateway log")
     return found

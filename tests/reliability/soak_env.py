@@ -6,7 +6,7 @@
 - `FaultInjector`: while the load runs, flips each tier's fault mode at random intervals via
   `POST /_emulator/fault`, only among modes whose outcome docs/reliability.md specifies, kills
   and restarts the Ollama emulator, and takes Redis down and back;
-- `tree_rss`: resident memory of a process and all its descendants, from /proc.
+- `process_tree` and `rss`: the gateway's processes and their resident memory, from /proc.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ class Stack:
             config = short_timeout_config(self.directory, self.backend_timeout, health_interval_seconds=2)
             env = {"OLLAMA_URL": self.ollama.url, "DEEPSEEK_URL": self.deepseek.url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY,
                    "API_KEYS": CLIENT_KEY, "RATE_LIMIT_REQUESTS": "1000000", "KEYS_FILE": str(keys_file),
-                   "REDIS_URL": self.redis.url, "DATA_DIR": str(self.data_dir), "LOG_LEVEL": "WARNING"}
+                   "REDIS_URL": self.redis.url, "DATA_DIR": str(self.data_dir), "LOG_LEVEL": "WARNING",
+                   "PYTHONFAULTHANDLER": "1"}  # a worker that crashes leaves its Python stack in the log
             self.gateway = Gateway("soak", env, config=config, workers=self.workers).wait_ready()
         except BaseException:
             self.__exit__()
@@ -167,8 +168,8 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-def tree_rss(root: int) -> int:
-    """Bytes resident in `root` and all its descendants (uvicorn's workers), from /proc."""
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (uvicorn's workers), from /proc."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -176,10 +177,18 @@ def tree_rss(root: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(stat.parent.name))
-    total, todo = 0, [root]
+    tree, todo = [], [root]
     while todo:
         pid = todo.pop()
+        tree.append(pid)
         todo += children.get(pid, [])
+    return tree
+
+
+def rss(pids: list[int]) -> int:
+    """Bytes resident in these processes."""
+    total = 0
+    for pid in pids:
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:

@@ -36,6 +36,7 @@ def test_soak_accounts_for_every_request_under_random_faults():
     ledger = figures["ledger"]
     assert (ledger["records"], ledger["client_ids_missing"]) == (figures["sent"], 0), ledger
     assert ledger["status_mismatches"] == 0, ledger["status_mismatch_examples"]
+    assert figures["gateway_processes"]["started_during_run"] == 0  # no worker crashed
     assert figures["gateway_log"]["secrets"] == 0
     assert problems(figures) == []
     unexpected = set(figures["errors_by_kind"]) - SPECIFIED_ERRORS
