@@ -50,9 +50,9 @@ def test_pull_json_prints_every_status_line_until_success(ollama_url: str) -> No
 
 
 def test_pull_warns_when_config_yaml_does_not_route_to_the_model(ollama_url: str) -> None:
-    result = runner.invoke(app, ["models", "pull", "qwen2.5:3b", "--ollama-url", ollama_url, "--config", CONFIG])
+    result = runner.invoke(app, ["models", "pull", "phi4:14b", "--ollama-url", ollama_url, "--config", CONFIG])
     assert result.exit_code == 0, result.output
-    assert "warning: qwen2.5:3b is not in config.yaml's model_list" in result.output
+    assert "warning: phi4:14b is not in config.yaml's model_list" in result.output
 
 
 def test_pull_of_an_unknown_model_fails_with_ollamas_error(ollama_url: str) -> None:
