@@ -24,6 +24,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
@@ -133,7 +134,7 @@ def _ledger_rows(data_dir: Path) -> dict[str, int]:
     path = data_dir / SQLITE_FILE
     if not path.is_file():
         return {}
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
         return dict(conn.execute(f"SELECT request_id, status FROM {TABLE}"))
 
 

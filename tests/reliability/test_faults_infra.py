@@ -21,6 +21,7 @@ import os
 import signal
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -137,7 +138,7 @@ def ledger_ids(data_dir: Path) -> set[str]:
     path = data_dir / SQLITE_FILE
     if not path.is_file():
         return set()
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
         return {row[0] for row in conn.execute("SELECT request_id FROM gateway_requests")}
 
 
