@@ -4,32 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from emulators import deepseek as deepseek_emulator
 from emulators import ollama as ollama_emulator
 from emulators._common import serve_in_thread
-from tests.harness import DEEPSEEK_KEY, Gateway
-
-
-class Emulator:
-    def __init__(self, server) -> None:
-        self.server = server
-        self.url = server.url
-
-    def fault(self, mode: str, **spec: object) -> None:
-        httpx.post(f"{self.url}/_emulator/fault", json={"mode": mode, **spec}).raise_for_status()
-
-    def reset(self) -> None:
-        httpx.post(f"{self.url}/_emulator/reset").raise_for_status()
-
-    def stats(self) -> dict:
-        return httpx.get(f"{self.url}/_emulator/stats").json()
-
-    def chats(self, model: str | None = None) -> int:
-        by_model = self.stats()["chat_by_model"]
-        return sum(by_model.values()) if model is None else by_model.get(model, 0)
+from tests.harness import DEEPSEEK_KEY, Emulator, Gateway
 
 
 @pytest.fixture(scope="session")

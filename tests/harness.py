@@ -46,6 +46,27 @@ def write_config(directory: Path, **gateway_settings: object) -> Path:
     return path
 
 
+class Emulator:
+    """Control an emulator over its /_emulator endpoints."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.url = server.url
+
+    def fault(self, mode: str, **spec: object) -> None:
+        httpx.post(f"{self.url}/_emulator/fault", json={"mode": mode, **spec}).raise_for_status()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/_emulator/reset").raise_for_status()
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.url}/_emulator/stats").json()
+
+    def chats(self, model: str | None = None) -> int:
+        by_model = self.stats()["chat_by_model"]
+        return sum(by_model.values()) if model is None else by_model.get(model, 0)
+
+
 class Gateway:
     """A `gateway serve` subprocess on a free loopback port."""
 

@@ -25,7 +25,7 @@ import pytest
 
 from emulators import ollama as ollama_emulator
 from emulators._common import serve_in_thread
-from tests.harness import DEEPSEEK_KEY, Gateway
+from tests.harness import DEEPSEEK_KEY, Emulator, Gateway
 from tests.reliability.helpers import (SHORT, assert_clean_text, assert_openai_error, auth, short_timeout_config,
                                        sse_events, stream_text, wait_healthy)
 
@@ -34,27 +34,18 @@ MARGIN = 5.0           # generous: the machine is shared; a hang would take the 
 HEALTH_INTERVAL = 2.0  # Ollama poll; long enough that a refused connection is seen by a request first
 
 
-class LocalOllama:
-    """An Ollama emulator this module can stop (connection refused) and restart on the same port."""
+class LocalOllama(Emulator):
+    """An Ollama emulator of this module's own, so it can be stopped and restarted on its port."""
 
     def __init__(self) -> None:
-        self.server = serve_in_thread(ollama_emulator.create_app())
-        self.port, self.url = self.server.port, self.server.url
+        super().__init__(serve_in_thread(ollama_emulator.create_app()))
+        self.port = self.server.port
 
     def start(self) -> None:
         self.server = serve_in_thread(ollama_emulator.create_app(), port=self.port)
 
     def stop(self) -> None:
         self.server.stop()
-
-    def fault(self, mode: str, **spec: object) -> None:
-        httpx.post(f"{self.url}/_emulator/fault", json={"mode": mode, **spec}).raise_for_status()
-
-    def reset(self) -> None:
-        httpx.post(f"{self.url}/_emulator/reset").raise_for_status()
-
-    def stats(self) -> dict:
-        return httpx.get(f"{self.url}/_emulator/stats").json()
 
 
 @pytest.fixture(scope="module")
