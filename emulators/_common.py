@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator, Iterable
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -392,6 +394,14 @@ def build_parser(module: str, description: str, default_port: int) -> argparse.A
 
 def fault_from_args(args: argparse.Namespace) -> dict:
     return {"mode": args.fault, "delay": args.fault_delay, "after_tokens": args.after_tokens}
+
+
+def emulator_app(routes: list[Route], state: EmulatorState) -> Starlette:
+    """The emulator's own routes plus the /_emulator control routes, with request stats."""
+    app = Starlette(routes=[*routes, *control_routes(state)],
+                    middleware=[Middleware(StatsMiddleware, stats=state.stats)])
+    app.state.emulator = state
+    return app
 
 
 def run_cli(app: Any, host: str, port: int) -> None:

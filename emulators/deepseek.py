@@ -19,14 +19,13 @@ import uuid
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from emulators._common import (
-    COMMON_FAULTS, REASONING_TEXT, EmulatorState, StatsMiddleware, StreamPlan,
-    build_parser, control_routes, count_prompt_tokens, count_words, early_fault,
+    COMMON_FAULTS, REASONING_TEXT, EmulatorState, StreamPlan,
+    build_parser, count_prompt_tokens, emulator_app, count_words, early_fault,
     fault_from_args, make_reply, nonstream_response, read_json, run_cli,
     run_stream, split_chunks,
 )
@@ -223,11 +222,8 @@ def create_app(api_key: str | None = None, models: tuple[str, ...] = MODELS,
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/models", list_models, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
-        *control_routes(state),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(StatsMiddleware, stats=state.stats)])
-    app.state.emulator = state
-    return app
+    return emulator_app(routes, state)
 
 
 def main(argv: list[str] | None = None) -> None:

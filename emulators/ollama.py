@@ -20,14 +20,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from emulators._common import (
-    COMMON_FAULTS, REASONING_TEXT, EmulatorState, StatsMiddleware, StreamPlan,
-    build_parser, control_routes, count_prompt_tokens, count_words, early_fault,
+    COMMON_FAULTS, REASONING_TEXT, EmulatorState, StreamPlan,
+    build_parser, count_prompt_tokens, emulator_app, count_words, early_fault,
     fault_from_args, make_reply, nonstream_response, read_json, run_cli,
     run_stream, split_chunks,
 )
@@ -349,11 +348,8 @@ def create_app(models: list[str] | tuple[str, ...] = DEFAULT_MODELS, fault: dict
         Route("/api/pull", pull, methods=["POST"]),
         Route("/v1/models", openai_models, methods=["GET"]),
         Route("/_emulator/models", set_models, methods=["POST"]),
-        *control_routes(state),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(StatsMiddleware, stats=state.stats)])
-    app.state.emulator = state
-    return app
+    return emulator_app(routes, state)
 
 
 def main(argv: list[str] | None = None) -> None:
