@@ -27,10 +27,15 @@ off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middleware
   caching (UNUSED_PROXY_HOOKS); the gateway's keys carry no LiteLLM limits or metadata.
 - `litellm-info-logs` (after startup): LiteLLM logs three INFO lines per request; the gateway
   writes its own request line, so LiteLLM's loggers stay at WARNING unless debugging.
+- `inline-completion` (after startup, in the serving loop): `litellm.acompletion` runs the
+  synchronous `completion()` set-up in the loop's default thread pool; for the shipped providers
+  it does no I/O, so InlineCompletionExecutor runs it inline and spares the thread hand-off.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import logging
 
 log = logging.getLogger("gateway.tuning")
@@ -165,12 +170,9 @@ def drop_unused_proxy_hooks() -> list[str]:
 def skip_unlimited_deployment_usage() -> bool:
     """Skip the router's per-request TPM/RPM bookkeeping for deployments without any limit.
 
-    `Router._increment_deployment_usage` runs twice per request and rebuilds the deployment's
-    full model info (provider lookup, cost-map lookup, deepcopy) only to find no tpm/rpm/itpm/otpm
-    limit and return None. Whether a deployment has a limit depends on the deployment and the
-    cost map only, so the answer is kept per deployment and recomputed when the router's model
-    list or the cost map is replaced or changes size. Not applied in DB mode, where deployments
-    can be edited in place at run time.
+    Whether a deployment has a tpm/rpm/itpm/otpm limit depends on the deployment and the cost map
+    only, so the answer is kept per deployment, recomputed when the router's model list or the
+    cost map is replaced or changes size. Not in DB mode, where deployments change in place.
     """
     import litellm
     from litellm import router as router_module
@@ -205,6 +207,51 @@ def skip_unlimited_deployment_usage() -> bool:
     return True
 
 
+INLINE_PROVIDERS = ("ollama_chat/", "ollama/", "deepseek/")  # the providers this product ships with
+
+
+class InlineCompletionExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The event loop's default executor, running LiteLLM's `completion()` set-up inline.
+
+    For Ollama models with static model info and for DeepSeek that set-up returns a coroutine and
+    does no I/O; the hop to a thread only costs wake-ups and GIL hand-offs. Anything else (other
+    providers may refresh credentials over the network; LiteLLM looks unknown Ollama models up
+    with a blocking `/api/show`) still goes to the thread pool.
+    """
+
+    def submit(self, fn, /, *args, **kwargs):
+        if _inline_safe(fn):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        return super().submit(fn, *args, **kwargs)
+
+
+def _inline_safe(fn) -> bool:
+    """`partial(context.run, partial(litellm.main.completion, model=...))` for a shipped provider."""
+    import litellm.main
+    from litellm.llms.ollama.common_utils import OllamaModelInfo
+
+    inner = fn.args[0] if isinstance(fn, functools.partial) and fn.args else None
+    if not isinstance(inner, functools.partial) or inner.func is not litellm.main.completion:
+        return False
+    model = inner.keywords.get("model")
+    if not isinstance(model, str) or not model.startswith(INLINE_PROVIDERS):
+        return False
+    return not model.startswith("ollama") or OllamaModelInfo._is_static_ollama_model(model)
+
+
+def inline_completion_setup() -> bool:
+    """Install InlineCompletionExecutor as the running loop's default executor."""
+    import asyncio
+
+    asyncio.get_running_loop().set_default_executor(InlineCompletionExecutor(thread_name_prefix="asyncio"))
+    return True
+
+
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
@@ -220,7 +267,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 
 SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "coordination-redis",
-         "deployment-usage", "proxy-hooks", "litellm-info-logs")
+         "deployment-usage", "proxy-hooks", "litellm-info-logs", "inline-completion")
 DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks"})  # LiteLLM keys need them
 
 
@@ -258,9 +305,11 @@ def quiet_litellm_loggers(settings) -> bool:
 
 
 def after_startup(settings, skip: frozenset[str] = frozenset()) -> None:
-    """Run once LiteLLM's startup is complete (it sets its log levels there)."""
+    """Run in the serving event loop once LiteLLM's startup is complete (it sets its log levels there)."""
     if "litellm-info-logs" not in skip:
         _safely("litellm-info-logs", lambda: quiet_litellm_loggers(settings))
+    if "inline-completion" not in skip:
+        _safely("inline-completion", inline_completion_setup)
 
 
 def _safely(name: str, shim):

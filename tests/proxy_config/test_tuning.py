@@ -6,9 +6,12 @@ shim touches fails here, not silently in production. Every global a test changes
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
 import re
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -164,6 +167,43 @@ def test_deployment_usage_is_skipped_only_for_deployments_without_limits(litellm
     assert router._gateway_unlimited[("capped-1", "capped")][1] is False
 
 
+def test_litellm_still_hands_completion_setup_to_the_default_executor(litellm_proxy):
+    import litellm.main
+
+    source = inspect.getsource(litellm.main.acompletion)
+    assert "partial(completion, **completion_kwargs, **kwargs)" in source
+    assert "partial(ctx.run, func)" in source
+    assert "run_in_executor(None, func_with_context)" in source
+
+
+def test_inline_executor_runs_only_safe_completion_setups_inline(litellm_proxy, monkeypatch):
+    import litellm.main
+
+    def fake_completion(**kwargs):
+        return threading.get_ident(), kwargs["model"]
+
+    def setup(model):
+        return functools.partial(contextvars.copy_context().run, functools.partial(litellm.main.completion, model=model))
+
+    monkeypatch.setattr(litellm.main, "completion", fake_completion)
+    monkeypatch.setitem(litellm.model_cost, "gateway-static:1b", {"mode": "chat"})
+    here = threading.get_ident()
+    executor = tuning.InlineCompletionExecutor(max_workers=1)
+    try:
+        future = executor.submit(setup("ollama_chat/gateway-static:1b"))
+        assert future.done() and future.result() == (here, "ollama_chat/gateway-static:1b")
+        assert executor.submit(setup("deepseek/deepseek-chat")).result()[0] == here
+        # LiteLLM would call Ollama's /api/show synchronously for an unknown model: keep it off the loop
+        assert executor.submit(setup("ollama_chat/gateway-unknown:9b")).result(timeout=10)[0] != here
+        assert executor.submit(setup("vertex_ai/gemini-2.5-pro")).result(timeout=10)[0] != here
+        assert executor.submit(threading.get_ident).result(timeout=10) != here
+        monkeypatch.setattr(litellm.main, "completion", lambda **kw: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            executor.submit(setup("deepseek/deepseek-chat")).result()
+    finally:
+        executor.shutdown()
+
+
 @pytest.fixture
 def litellm_log_levels():
     saved = {name: logging.getLogger(name).level for name in tuning.LITELLM_LOGGERS}
@@ -184,6 +224,14 @@ def test_after_startup_quiets_litellm_info_logs_but_not_debug(litellm_log_levels
     assert tuning.quiet_litellm_loggers(SimpleNamespace(debug=False, log_level="DEBUG")) is False
     assert tuning.quiet_litellm_loggers(SimpleNamespace(debug=True, log_level="INFO")) is False
     assert {logging.getLogger(n).level for n in tuning.LITELLM_LOGGERS} == {logging.DEBUG}
+
+
+def test_inline_executor_becomes_the_running_loops_default():
+    async def install():
+        assert tuning.inline_completion_setup() is True
+        return await asyncio.get_running_loop().run_in_executor(None, threading.get_ident)
+
+    assert asyncio.run(install()) != threading.get_ident()  # anything but completion() still runs in a thread
 
 
 def test_malloc_arenas_are_capped_through_glibc():
