@@ -19,6 +19,9 @@ off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middleware
   fails at startup the step becomes a no-op, which is what it amounts to.
 - `ollama-static-lookup`: `OllamaModelInfo._is_static_ollama_model` lowercases all ~4,300 keys
   of the cost map on every call, several times per request; keep the lowercased set instead.
+- `route-checks`: LiteLLM's auth asks on every request whether the route is a management route,
+  matching it against ~200 route patterns with regular expressions; the answer depends on the
+  route string only, so it is memoized (LRU, 4,096 routes).
 - `coordination-redis`: LiteLLM adopts REDIS_* variables as its own "coordination" Redis and
   pays round trips per request for its counters; REDIS_URL is for hooks.ratelimit.
 - `deployment-usage`: the router rebuilds a deployment's model info twice per request only to
@@ -207,6 +210,17 @@ def skip_unlimited_deployment_usage() -> bool:
     return True
 
 
+def cache_management_route_check(maxsize: int = 4096) -> bool:
+    """Memoize `RouteChecks.is_management_route`, a pure function of the route string."""
+    from litellm.proxy.auth.route_checks import RouteChecks
+
+    original = RouteChecks.__dict__.get("is_management_route")
+    if not isinstance(original, staticmethod) or hasattr(original.__func__, "cache_info"):
+        return False
+    RouteChecks.is_management_route = staticmethod(functools.lru_cache(maxsize=maxsize)(original.__func__))
+    return True
+
+
 INLINE_PROVIDERS = ("ollama_chat/", "ollama/", "deepseek/")  # the providers this product ships with
 
 
@@ -266,7 +280,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     return ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas) == 1
 
 
-SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "coordination-redis",
+SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
          "deployment-usage", "proxy-hooks", "litellm-info-logs", "inline-completion")
 DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks"})  # LiteLLM keys need them
 
@@ -279,6 +293,7 @@ def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str
         "middlewares": lambda: drop_middlewares(litellm_app, db_mode),
         "otel-seed": skip_failed_otel_seed,
         "ollama-static-lookup": cache_ollama_static_lookup,
+        "route-checks": cache_management_route_check,
         "coordination-redis": no_env_coordination_redis,
         "deployment-usage": skip_unlimited_deployment_usage,
         "proxy-hooks": drop_unused_proxy_hooks,

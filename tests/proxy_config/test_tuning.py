@@ -116,6 +116,23 @@ def test_cached_ollama_lookup_answers_like_litellms_and_sees_new_models(litellm_
     assert tuning.cache_ollama_static_lookup() is False  # applying twice is a no-op
 
 
+def test_memoized_management_route_check_answers_like_litellms(litellm_proxy, monkeypatch):
+    from litellm.proxy.auth.route_checks import RouteChecks
+
+    original = RouteChecks.__dict__["is_management_route"]
+    monkeypatch.setattr(RouteChecks, "is_management_route", original)
+    routes = ["/v1/chat/completions", "/chat/completions", "/key/generate", "/key/sk-123/regenerate",
+              "/team/new", "/health", "/v1/models", "/user/info"]
+    expected = [original.__func__(route) for route in routes]
+    assert expected[:4] == [False, False, True, True]
+    assert tuning.cache_management_route_check() is True
+    assert [RouteChecks.is_management_route(route) for route in routes] == expected
+    assert RouteChecks.is_management_route.cache_info().hits == 0
+    assert RouteChecks.is_management_route("/v1/chat/completions") is False
+    assert RouteChecks.is_management_route.cache_info().hits == 1
+    assert tuning.cache_management_route_check() is False  # applying twice is a no-op
+
+
 def test_coordination_redis_env_fallback_exists_and_is_turned_off(litellm_proxy, monkeypatch):
     config_cls = litellm_proxy.ProxyConfig
     original = config_cls.__dict__["_init_coordination_redis_env_fallback"]
