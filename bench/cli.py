@@ -95,7 +95,8 @@ def results_markdown(results: dict) -> str:
         "",
         "## Ours against vanilla LiteLLM, and the targets of issue 7",
         "",
-        report.ratio_table(results["ratios"], results["targets"]) if results["ratios"] else "(not run)",
+        report.ratio_table(results["ratios"], report.targets(results["summary"], results["ratios"], results["routing"]))
+        if results["ratios"] else "(not run)",
         "",
         "## Routing decision (custom_router.policy), microseconds per decision",
         "",

@@ -66,9 +66,12 @@ def ratios(summary: dict[str, dict], over: dict[str, dict], extra: dict[str, dic
     return out
 
 
-def targets(summary: dict[str, dict], rat: dict[str, dict]) -> dict[str, dict]:
+def targets(summary: dict[str, dict], rat: dict[str, dict], routing: list[dict] | None = None) -> dict[str, dict]:
     """The issue's targets, each with the measured value and whether it is met."""
     checks = {}
+    at_20k = [row["us"] for row in routing or () if row["chars"] == 20_000]
+    if at_20k:
+        checks["routing decision < 1 ms at 20k chars (ms)"] = (round(max(at_20k) / 1e3, 4), max(at_20k) < 1000)
     plain, tuned = rat.get(f"{OURS}/vanilla-plain"), rat.get(f"{OURS}/vanilla-tuned")
     if plain:
         checks["throughput >= 3.0x vanilla-plain"] = (plain["throughput"], plain["throughput"] is not None and plain["throughput"] >= 3.0)

@@ -169,14 +169,14 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
         over = report.overheads(summary) if "direct" in summary else {}
         rat = report.ratios(summary, over, extra) if over else {}
         progress("routing micro-benchmark")
+        routing = routing_bench.run()
         info["load_avg_at_end"] = os.getloadavg()
         return {
             "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": info,
             "options": options.__dict__ | {"configurations": list(options.configurations)},
             "summary": summary, "overheads": over, "process": extra, "ratios": rat,
-            "targets": report.targets(summary, rat), "samples": samples,
-            "routing": routing_bench.run(),
+            "targets": report.targets(summary, rat, routing), "samples": samples, "routing": routing,
         }
     finally:
         os.sched_setaffinity(0, own_cpus)

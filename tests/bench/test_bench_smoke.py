@@ -95,7 +95,8 @@ def test_report_computes_overheads_ratios_and_targets_from_medians():
     assert rat["ours/vanilla-plain"]["throughput"] == 6.25
     assert rat["ours/vanilla-tuned"]["p50_overhead_c1"] == 0.3
     assert rat["ours/vanilla-tuned"]["cpu_capacity"] == 3.03
-    checks = report.targets(summary, rat)
+    checks = report.targets(summary, rat, [{"chars": 20_000, "us": 3.5}, {"chars": 20_000, "us": 6.0}])
+    assert checks["routing decision < 1 ms at 20k chars (ms)"] == {"value": 0.006, "met": True}
     assert checks["hooks add <= 1 ms p50"] == {"value": 0.5, "met": True}
     assert checks["throughput >= 1.5x vanilla-tuned"]["met"] is True
     assert checks["RSS per worker <= vanilla-plain"] == {"value": 1.0, "met": True}
