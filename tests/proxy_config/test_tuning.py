@@ -165,6 +165,7 @@ def _router():
     ])
 
 
+@pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier:UserWarning")  # pydantic on LiteLLM's types
 def test_deployment_usage_is_skipped_only_for_deployments_without_limits(litellm_proxy, monkeypatch):
     from litellm.router import Router
 
