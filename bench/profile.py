@@ -51,8 +51,9 @@ def profile(
     seconds: Annotated[int, typer.Option(min=5, help="Seconds to record under load.")] = 20,
     out: Annotated[Path, typer.Option(help="Where to write py-spy's raw stacks.")] = Path("profile.txt"),
     top: Annotated[int, typer.Option(help="How many functions to print.")] = 60,
+    concurrency: Annotated[int, typer.Option(min=1, help="wrk connections while recording.")] = 8,
 ) -> None:
-    """Record a py-spy profile of one configuration at concurrency 8."""
+    """Record a py-spy profile of one configuration under wrk load (concurrency 8 by default)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise RuntimeError("py-spy is not installed: pip install -r requirements-test.txt")
@@ -73,7 +74,7 @@ def profile(
         recorder = subprocess.Popen([spy, "record", "--gil", "--nonblocking", "-r", "200", "-f", "raw", "-d",
                                      str(seconds), "-p", str(server.root_pid), "-o", str(out)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        result = wrk(server.request, workdir / "body", 8, seconds)
+        result = wrk(server.request, workdir / "body", concurrency, seconds)
         if recorder.wait(timeout=seconds + 60) != 0:
             raise RuntimeError("py-spy failed (it needs ptrace: run as root or with CAP_SYS_PTRACE)")
     finally:
@@ -81,7 +82,7 @@ def profile(
         redis.stop()
         backend.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    typer.echo(f"{configuration}: {result['rps']:.1f} req/s at c8 while recording; raw stacks in {out}")
+    typer.echo(f"{configuration}: {result['rps']:.1f} req/s at c{concurrency} while recording; raw stacks in {out}")
     for share, frame in top_frames(out, top):
         typer.echo(f"{share:5.1f}%  {frame}")
 

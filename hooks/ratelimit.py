@@ -243,7 +243,8 @@ class Limiter:
     async def acquire(self, bucket: str, limits: Limits) -> Verdict:
         if self._use_redis():
             try:
-                verdict = await asyncio.wait_for(self.redis.acquire(bucket, limits), REDIS_DEADLINE)
+                async with asyncio.timeout(REDIS_DEADLINE):  # unlike wait_for, no extra task per call
+                    verdict = await self.redis.acquire(bucket, limits)
             except Exception as exc:  # any Redis failure falls back: limits must never fail a request
                 self._failed(exc)
             else:
@@ -256,7 +257,8 @@ class Limiter:
             return
         if self._use_redis():
             try:
-                await asyncio.wait_for(self.redis.charge(bucket, tokens), REDIS_DEADLINE)
+                async with asyncio.timeout(REDIS_DEADLINE):
+                    await self.redis.charge(bucket, tokens)
                 return
             except Exception as exc:
                 self._failed(exc)

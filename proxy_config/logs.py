@@ -30,6 +30,8 @@ KEY_SHAPES = re.compile(
     r"|(?i:(?P<prefix>\bbearer\s+|[?&](?:api[_-]?key|key|token)=|\"?(?:api[_-]?key|authorization)\"?\s*[:=]\s*\"?))"
     r"(?P<value>[A-Za-z0-9_\-.~+/=]{8,})"
 )
+# Every KEY_SHAPES match contains one of these (lowercased): a cheap test before the regex.
+KEY_TRIGGERS = ("sk-", "bearer", "key=", "token=", "apikey", "api_key", "api-key", "authorization")
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message", "asctime", "color_message", "litellm_redacted"}  # LiteLLM stamps a sentinel object on records
 
@@ -48,6 +50,9 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, fingerprint(secret))
+        lowered = text.lower()
+        if not any(trigger in lowered for trigger in KEY_TRIGGERS):
+            return text  # KEY_SHAPES cannot match: skip the regex scan (most lines)
         return KEY_SHAPES.sub(self._shape, text)
 
     @staticmethod
