@@ -28,6 +28,11 @@ off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middleware
   find it has no tpm/rpm limit; remember that per deployment.
 - `proxy-hooks`: do not register LiteLLM proxy hooks for LiteLLM keys, agents, sessions and
   caching (UNUSED_PROXY_HOOKS); the gateway's keys carry no LiteLLM limits or metadata.
+- `free-deployment-cost`: a request served by a deployment whose config prices every token at 0
+  (the shipped local models) costs 0; LiteLLM still prices it through the cost map and then
+  runs a zero-cost diagnostic (another pricing lookup) up to twice per request. For those
+  deployments the answer is 0 at once and the diagnostic is empty. Other deployments are priced
+  by LiteLLM as before. The ledger's own costs (hooks.ledger) do not depend on this.
 - `litellm-info-logs` (after startup): LiteLLM logs three INFO lines per request; the gateway
   writes its own request line, so LiteLLM's loggers stay at WARNING unless debugging.
 - `inline-completion` (after startup, in the serving loop): `litellm.acompletion` runs the
@@ -221,6 +226,69 @@ def cache_management_route_check(maxsize: int = 4096) -> bool:
     return True
 
 
+COST_FIELDS = ("input_cost_per_token", "output_cost_per_token")
+
+
+def free_deployment_ids(model_list: list) -> frozenset[str]:
+    """Ids of the deployments whose config sets input and output token prices to 0 and no other
+    price above 0 (per second, per image, cache reads, ...), in model_info or litellm_params."""
+    free = set()
+    for deployment in model_list:
+        info = deployment.get("model_info") or {}
+        params = deployment.get("litellm_params") or {}
+        prices = {k: v for source in (params, info) for k, v in source.items() if "cost_per" in k}
+        if all(info.get(k) == 0 for k in COST_FIELDS) and not any(prices.values()) and info.get("id"):
+            free.add(str(info["id"]))
+    return frozenset(free)
+
+
+def _is_free(model_id: str | None) -> bool:
+    if model_id is None:
+        return False
+    from litellm.proxy import proxy_server
+
+    router = proxy_server.llm_router
+    if router is None:
+        return False
+    key = (id(router), len(router.model_list))
+    if _free.get("key") != key:
+        _free.update(key=key, ids=free_deployment_ids(router.model_list))
+    return model_id in _free["ids"]
+
+
+_free: dict = {}
+
+
+def zero_cost_for_free_deployments() -> bool:
+    """Answer 0 for deployments priced at 0, without the cost-map lookups and the diagnostic."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    calculate = Logging.__dict__.get("response_cost_calculator")
+    diagnose = Logging.__dict__.get("_record_zero_cost_diagnostic")
+    if not callable(calculate) or not callable(diagnose) or getattr(calculate, "_gateway_tuned", False):
+        return False
+
+    def response_cost_calculator(self, result, cache_hit=None, litellm_model_name=None, router_model_id=None):
+        hidden = getattr(result, "_hidden_params", None)
+        model_id = router_model_id or (hidden.get("model_id") if isinstance(hidden, dict) else None)
+        if _is_free(model_id or self.get_router_model_id()):
+            self.model_call_details["zero_cost_diagnostic"] = None
+            return 0.0
+        return calculate(self, result, cache_hit=cache_hit, litellm_model_name=litellm_model_name,
+                         router_model_id=router_model_id)
+
+    def _record_zero_cost_diagnostic(self, result, response_cost, **kwargs):
+        if response_cost == 0 and _is_free(kwargs.get("router_model_id") or self.get_router_model_id()):
+            self.model_call_details["zero_cost_diagnostic"] = None
+            return None
+        return diagnose(self, result, response_cost, **kwargs)
+
+    response_cost_calculator._gateway_tuned = True  # type: ignore[attr-defined]
+    Logging.response_cost_calculator = response_cost_calculator
+    Logging._record_zero_cost_diagnostic = _record_zero_cost_diagnostic
+    return True
+
+
 INLINE_PROVIDERS = ("ollama_chat/", "ollama/", "deepseek/")  # the providers this product ships with
 
 
@@ -281,7 +349,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 
 SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
-         "deployment-usage", "proxy-hooks", "litellm-info-logs", "inline-completion")
+         "deployment-usage", "proxy-hooks", "free-deployment-cost", "litellm-info-logs", "inline-completion")
 DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks"})  # LiteLLM keys need them
 
 
@@ -297,6 +365,7 @@ def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str
         "coordination-redis": no_env_coordination_redis,
         "deployment-usage": skip_unlimited_deployment_usage,
         "proxy-hooks": drop_unused_proxy_hooks,
+        "free-deployment-cost": zero_cost_for_free_deployments,
     }
     applied = []
     for name, shim in shims.items():

@@ -272,3 +272,43 @@ def test_apply_reports_what_it_applied_and_skips_db_features_in_db_mode():
     applied = tuning.apply(app, _settings("postgresql://gateway@db/gateway"), skip=only_middlewares - tuning.DB_MODE_OFF)
     assert applied == ["middlewares(-" + ",".join(n for (_, n), (_, db) in tuning.DROPPED_MIDDLEWARES.items() if not db) + ")"]
     assert tuning.apply(_fake_app(), _settings(), skip=frozenset(tuning.SHIMS)) == []
+
+
+@pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier:UserWarning")  # pydantic on LiteLLM's types
+def test_free_deployments_cost_zero_without_lookups_and_priced_ones_keep_litellms_price(litellm_proxy, monkeypatch):
+    from litellm.litellm_core_utils.litellm_logging import Logging
+    from litellm.router import Router
+
+    for name in ("response_cost_calculator", "_record_zero_cost_diagnostic"):
+        monkeypatch.setattr(Logging, name, Logging.__dict__[name])  # restored after the test
+    lookups = []
+    original = Logging.__dict__["_zero_cost_finding"]
+    monkeypatch.setattr(Logging, "_zero_cost_finding", lambda self, result, cost, **k: lookups.append(cost) or original(self, result, cost, **k))
+
+    def router():
+        return Router(model_list=[
+            {"model_name": "free", "litellm_params": {"model": "ollama_chat/qwen2.5:7b", "api_base": "http://127.0.0.1:9"},
+             "model_info": {"id": "free-1", "input_cost_per_token": 0, "output_cost_per_token": 0}},
+            {"model_name": "priced", "litellm_params": {"model": "deepseek/deepseek-chat", "api_key": "sk-test"},
+             "model_info": {"id": "priced-1", "input_cost_per_token": 2.8e-7, "output_cost_per_token": 4.2e-7}},
+        ])
+
+    async def costs():
+        router_ = router()
+        monkeypatch.setattr(litellm_proxy, "llm_router", router_)
+        out = []
+        for model in ("free", "priced"):
+            response = await router_.acompletion(model=model, messages=[{"role": "user", "content": "hi"}],
+                                                 mock_response="hello there")
+            out.append((response._hidden_params["model_id"], response._hidden_params["response_cost"]))
+        return out
+
+    untuned = asyncio.run(costs())
+    assert untuned[0] == ("free-1", 0.0) and untuned[1][1] == pytest.approx(1.12e-05)
+    assert 0.0 in lookups, "LiteLLM no longer diagnoses zero costs: the shim has nothing to skip"
+    assert tuning.zero_cost_for_free_deployments() is True
+    lookups.clear()
+    assert asyncio.run(costs()) == untuned
+    assert lookups and 0.0 not in lookups  # only the priced deployment's (non-zero) cost was looked at
+    assert tuning.free_deployment_ids([{"model_info": {"id": "a", "input_cost_per_token": 0, "output_cost_per_token": 0,
+                                                       "input_cost_per_second": 0.01}}]) == frozenset()
