@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line, with the request id, secrets redacted.
 
 `gateway serve` passes `uvicorn_log_config(level, secrets)` to uvicorn, so every worker logs
-through `JsonLineFormatter` on stdout: uvicorn's own and access logs, the gateway's loggers
+through `JsonLineFormatter` on stdout: uvicorn's own and access logs (not for inference
+requests, which get the gateway's richer `request` line instead), the gateway's loggers
 (`gateway.*`) and, once `adopt_litellm_loggers()` has run in the worker, LiteLLM's loggers.
 A line looks like
     {"ts": "2026-01-01T12:00:00.123Z", "level": "INFO", "logger": "gateway.request",
@@ -75,6 +76,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class SkipInferenceAccess(logging.Filter):
+    """Drops uvicorn's access line for inference requests (/v1/chat/completions, ...): each of
+    them gets the gateway's `request` line (hooks.ledger) with route, tokens and cost instead.
+    Every other path keeps its access line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            from hooks.ledger import is_inference
+
+            return not is_inference(args[2].split("?", 1)[0])
+        return True
+
+
 class JsonLineFormatter(logging.Formatter):
     def __init__(self, *args, secrets: list[str] | None = None, **kwargs) -> None:
         super().__init__()
@@ -122,14 +137,16 @@ def uvicorn_log_config(level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "proxy_config.logs.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "proxy_config.logs.RequestIdFilter"},
+                    "skip_inference_access": {"()": "proxy_config.logs.SkipInferenceAccess"}},
         "formatters": {"json": {"()": "proxy_config.logs.JsonLineFormatter"}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level},
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},
-            "uvicorn.access": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.access": {"handlers": ["default"], "level": level, "propagate": False,
+                               "filters": ["skip_inference_access"]},
         },
     }
 
