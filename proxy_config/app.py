@@ -125,12 +125,12 @@ def guarded(litellm_app, settings):
     """LiteLLM's app behind the request checks and error rewriting (proxy_config.errors) and the
     gateway's own CORS policy (proxy_config.cors)."""
     from proxy_config.chat_checks import largest_output_tokens
-    from proxy_config.cors import StripCORSHeaders, cors_layer
+    from proxy_config.cors import cors_layer, strip_litellm_cors
     from proxy_config.errors import ErrorLayer, RequestLimits
     from proxy_config.settings import read_config
 
     limits = RequestLimits(settings.max_body_bytes, max_output_tokens=largest_output_tokens(read_config(settings.config_path)))
-    return cors_layer(ErrorLayer(StripCORSHeaders(litellm_app), limits), settings.cors_origins)
+    return cors_layer(ErrorLayer(strip_litellm_cors(litellm_app), limits), settings.cors_origins)
 
 
 app = create_app()

@@ -50,6 +50,13 @@ class StripCORSHeaders:
         await self.app(scope, receive, stripped)
 
 
+def strip_litellm_cors(litellm_app):
+    """`litellm_app` in StripCORSHeaders while its allow-all CORSMiddleware is still installed
+    (proxy_config.tuning normally removes it; then there is nothing to strip)."""
+    installed = any(getattr(m, "cls", None) is CORSMiddleware for m in getattr(litellm_app, "user_middleware", ()))
+    return StripCORSHeaders(litellm_app) if installed else litellm_app
+
+
 def cors_layer(app, origins: list[str]):
     """`app` with cross-origin access limited to `origins` ([] = none); wrap LiteLLM's app in
     StripCORSHeaders inside it."""

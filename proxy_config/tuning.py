@@ -33,8 +33,14 @@ off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middleware
   runs a zero-cost diagnostic (another pricing lookup) up to twice per request. For those
   deployments the answer is 0 at once and the diagnostic is empty. Other deployments are priced
   by LiteLLM as before. The ledger's own costs (hooks.ledger) do not depend on this.
+- `bridge-check`: `completion()` asks on every request whether the model must be bridged to the
+  Responses API, looking its model info up in the cost map. For Ollama and DeepSeek models the
+  answer depends only on the model name and the cost map (the rest of the check concerns
+  OpenAI, Azure and xAI), so it is remembered per model for each version of the cost map.
 - `litellm-info-logs` (after startup): LiteLLM logs three INFO lines per request; the gateway
   writes its own request line, so LiteLLM's loggers stay at WARNING unless debugging.
+- `malloc-trim` (after startup): hand the memory LiteLLM's start-up allocated and freed back to
+  the kernel (glibc keeps it otherwise), a few MB of RSS per worker.
 - `inline-completion` (after startup, in the serving loop): `litellm.acompletion` runs the
   synchronous `completion()` set-up in the loop's default thread pool; for the shipped providers
   it does no I/O, so InlineCompletionExecutor runs it inline and spares the thread hand-off.
@@ -289,6 +295,38 @@ def zero_cost_for_free_deployments() -> bool:
     return True
 
 
+BRIDGE_CACHED_PROVIDERS = ("ollama", "ollama_chat", "deepseek")
+
+
+def cache_bridge_check() -> bool:
+    """Remember `responses_api_bridge_check` per (model, provider) for BRIDGE_CACHED_PROVIDERS."""
+    import litellm
+    import litellm.main
+
+    original = getattr(litellm.main, "responses_api_bridge_check", None)
+    if not callable(original) or getattr(original, "_gateway_tuned", False):
+        return False
+    answers: dict[tuple, tuple[dict, str]] = {}
+
+    def responses_api_bridge_check(model, custom_llm_provider, web_search_options=None, tools=None,
+                                   reasoning_effort=None, reasoning_summary=None, api_base=None):
+        if custom_llm_provider not in BRIDGE_CACHED_PROVIDERS or model.startswith("responses/"):
+            return original(model=model, custom_llm_provider=custom_llm_provider, web_search_options=web_search_options,
+                            tools=tools, reasoning_effort=reasoning_effort, reasoning_summary=reasoning_summary,
+                            api_base=api_base)
+        key = (model, custom_llm_provider, id(litellm.model_cost), len(litellm.model_cost))
+        if key not in answers:
+            if len(answers) > 1024:
+                answers.clear()
+            answers[key] = original(model=model, custom_llm_provider=custom_llm_provider)
+        info, name = answers[key]
+        return dict(info), name  # callers may change their copy
+
+    responses_api_bridge_check._gateway_tuned = True  # type: ignore[attr-defined]
+    litellm.main.responses_api_bridge_check = responses_api_bridge_check
+    return True
+
+
 INLINE_PROVIDERS = ("ollama_chat/", "ollama/", "deepseek/")  # the providers this product ships with
 
 
@@ -337,19 +375,36 @@ def inline_completion_setup() -> bool:
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX=2 does, set from inside the process)."""
+def _glibc():
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     if name is None or "libc" not in name:
-        return False  # not glibc (musl has no arenas to cap)
-    return ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas) == 1
+        return None  # not glibc (musl has no arenas to cap and nothing to trim)
+    return ctypes.CDLL(name)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX=2 does, set from inside the process)."""
+    libc = _glibc()
+    return libc is not None and libc.mallopt(M_ARENA_MAX, arenas) == 1
+
+
+def trim_malloc() -> bool:
+    """Return freed heap memory to the kernel (glibc's malloc_trim)."""
+    import gc
+
+    libc = _glibc()
+    if libc is None:
+        return False
+    gc.collect()
+    return libc.malloc_trim(0) in (0, 1)
 
 
 SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
-         "deployment-usage", "proxy-hooks", "free-deployment-cost", "litellm-info-logs", "inline-completion")
+         "deployment-usage", "proxy-hooks", "free-deployment-cost", "bridge-check",
+         "litellm-info-logs", "inline-completion", "malloc-trim")
 DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks"})  # LiteLLM keys need them
 
 
@@ -366,6 +421,7 @@ def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str
         "deployment-usage": skip_unlimited_deployment_usage,
         "proxy-hooks": drop_unused_proxy_hooks,
         "free-deployment-cost": zero_cost_for_free_deployments,
+        "bridge-check": cache_bridge_check,
     }
     applied = []
     for name, shim in shims.items():
@@ -394,6 +450,8 @@ def after_startup(settings, skip: frozenset[str] = frozenset()) -> None:
         _safely("litellm-info-logs", lambda: quiet_litellm_loggers(settings))
     if "inline-completion" not in skip:
         _safely("inline-completion", inline_completion_setup)
+    if "malloc-trim" not in skip:
+        _safely("malloc-trim", trim_malloc)
 
 
 def _safely(name: str, shim):

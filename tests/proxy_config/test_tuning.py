@@ -259,6 +259,19 @@ def test_malloc_arenas_are_capped_through_glibc():
     assert tuning.limit_malloc_arenas(2) is True
 
 
+def test_malloc_trim_gives_freed_heap_back_to_the_kernel():
+    def rss_kb():
+        return int(next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmRSS:")).split()[1])
+
+    blocks = [bytearray(2000) for _ in range(30_000)]  # ~60 MB in the malloc heap (pymalloc takes only <= 512 B)
+    keep = blocks[::100]  # a few survivors pin the heap's top, so free() alone cannot shrink it
+    del blocks
+    before = rss_kb()
+    assert tuning.trim_malloc() is True
+    assert before - rss_kb() > 20_000, (before, rss_kb())
+    assert keep
+
+
 def _settings(database_url=None):
     return SimpleNamespace(database_url=database_url, debug=False, log_level="INFO")
 
@@ -312,3 +325,25 @@ def test_free_deployments_cost_zero_without_lookups_and_priced_ones_keep_litellm
     assert lookups and 0.0 not in lookups  # only the priced deployment's (non-zero) cost was looked at
     assert tuning.free_deployment_ids([{"model_info": {"id": "a", "input_cost_per_token": 0, "output_cost_per_token": 0,
                                                        "input_cost_per_second": 0.01}}]) == frozenset()
+
+
+def test_bridge_check_is_remembered_for_ollama_and_deepseek_and_answers_as_litellm_does(litellm_proxy, monkeypatch):
+    import litellm.main
+
+    original = litellm.main.responses_api_bridge_check
+    monkeypatch.setattr(litellm.main, "responses_api_bridge_check", original)  # restored after the test
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    cases = [dict(model="qwen2.5:7b", custom_llm_provider="ollama_chat"),
+             dict(model="deepseek-chat", custom_llm_provider="deepseek", tools=tools, reasoning_effort="high"),
+             dict(model="deepseek-reasoner", custom_llm_provider="deepseek"),
+             dict(model="gpt-5.4", custom_llm_provider="openai", tools=tools, reasoning_effort="high"),
+             dict(model="responses/qwen2.5:7b", custom_llm_provider="ollama_chat")]
+    expected = [original(**case) for case in cases]
+    assert expected[3][0].get("mode") == "responses"  # the check still bridges what it should
+    calls = []
+    monkeypatch.setattr(litellm.main, "responses_api_bridge_check", lambda **kw: calls.append(kw) or original(**kw))
+    assert tuning.cache_bridge_check() is True
+    assert [litellm.main.responses_api_bridge_check(**case) for case in cases * 2] == expected * 2
+    cached = [c for c in calls if c["custom_llm_provider"] in tuning.BRIDGE_CACHED_PROVIDERS
+              and not c["model"].startswith("responses/")]
+    assert len(cached) == 3 and len(calls) == 3 + 2 * 2  # 3 cached models once each; openai and responses/ every time

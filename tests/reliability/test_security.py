@@ -17,7 +17,7 @@ from dotenv import dotenv_values
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
-from proxy_config.cors import StripCORSHeaders, cors_layer
+from proxy_config.cors import StripCORSHeaders, cors_layer, strip_litellm_cors
 from proxy_config.settings import Settings
 from tests.harness import DEEPSEEK_KEY, LOG_DIR, MASTER_KEY, REPO
 from tests.reliability.helpers import SECRETS, SHORT, assert_clean_text, assert_openai_error, auth
@@ -140,6 +140,17 @@ def test_cors_follows_the_configured_origins_only():
     assert "access-control-allow-origin" not in other.headers
     refused = client.options("/v1/models", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
     assert (refused.status_code, refused.json()["error"]["code"]) == (400, "cors_rejected")
+
+
+def test_litellm_cors_headers_are_stripped_only_while_its_cors_middleware_is_installed():
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
+
+    with_cors = Starlette(middleware=[Middleware(CORSMiddleware, allow_origins=["*"])])
+    assert isinstance(strip_litellm_cors(with_cors), StripCORSHeaders)
+    without = Starlette()
+    assert strip_litellm_cors(without) is without
 
 
 def test_size_limit_applies_to_uploads_too(gateway):
