@@ -28,6 +28,11 @@ off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middleware
   find it has no tpm/rpm limit; remember that per deployment.
 - `proxy-hooks`: do not register LiteLLM proxy hooks for LiteLLM keys, agents, sessions and
   caching (UNUSED_PROXY_HOOKS); the gateway's keys carry no LiteLLM limits or metadata.
+- `deployment-objects`: `Router.get_deployment` validates a new pydantic `Deployment` from the
+  model-list entry on every call, several times per request; keep the one built per entry
+  (rebuilt when the entry is replaced). LiteLLM itself hands out shared Deployment objects
+  when its model list holds them, so callers do not modify what they get. Not in DB mode,
+  where entries can change in place.
 - `free-deployment-cost`: a request served by a deployment whose config prices every token at 0
   (the shipped local models) costs 0; LiteLLM still prices it through the cost map and then
   runs a zero-cost diagnostic (another pricing lookup) up to twice per request. For those
@@ -232,6 +237,30 @@ def cache_management_route_check(maxsize: int = 4096) -> bool:
     return True
 
 
+def cache_deployment_objects() -> bool:
+    """Build the `Deployment` of each model-list entry once, not on every `get_deployment`."""
+    from litellm.router import Router
+
+    original = Router.__dict__.get("get_deployment")
+    if not callable(original) or getattr(original, "_gateway_tuned", False):
+        return False
+
+    def get_deployment(self, model_id: str):
+        index = self.model_id_to_deployment_index_map.get(model_id)
+        entry = self.model_list[index] if index is not None and index < len(self.model_list) else None
+        if not isinstance(entry, dict):
+            return original(self, model_id)
+        built = self.__dict__.setdefault("_gateway_deployments", {})
+        known = built.get(model_id)
+        if known is None or known[0] is not entry:
+            known = built[model_id] = (entry, original(self, model_id))
+        return known[1]
+
+    get_deployment._gateway_tuned = True  # type: ignore[attr-defined]
+    Router.get_deployment = get_deployment
+    return True
+
+
 COST_FIELDS = ("input_cost_per_token", "output_cost_per_token")
 
 
@@ -403,9 +432,9 @@ def trim_malloc() -> bool:
 
 
 SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
-         "deployment-usage", "proxy-hooks", "free-deployment-cost", "bridge-check",
+         "deployment-usage", "proxy-hooks", "deployment-objects", "free-deployment-cost", "bridge-check",
          "litellm-info-logs", "inline-completion", "malloc-trim")
-DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks"})  # LiteLLM keys need them
+DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks", "deployment-objects"})  # LiteLLM keys need them
 
 
 def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str]:
@@ -420,6 +449,7 @@ def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str
         "coordination-redis": no_env_coordination_redis,
         "deployment-usage": skip_unlimited_deployment_usage,
         "proxy-hooks": drop_unused_proxy_hooks,
+        "deployment-objects": cache_deployment_objects,
         "free-deployment-cost": zero_cost_for_free_deployments,
         "bridge-check": cache_bridge_check,
     }

@@ -347,3 +347,22 @@ def test_bridge_check_is_remembered_for_ollama_and_deepseek_and_answers_as_litel
     cached = [c for c in calls if c["custom_llm_provider"] in tuning.BRIDGE_CACHED_PROVIDERS
               and not c["model"].startswith("responses/")]
     assert len(cached) == 3 and len(calls) == 3 + 2 * 2  # 3 cached models once each; openai and responses/ every time
+
+
+@pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier:UserWarning")  # pydantic on LiteLLM's types
+def test_deployment_objects_are_built_once_per_model_list_entry(litellm_proxy, monkeypatch):
+    from litellm.router import Router
+
+    monkeypatch.setattr(Router, "get_deployment", Router.__dict__["get_deployment"])  # restored after the test
+    untuned = _router()
+    expected = untuned.get_deployment(model_id="free-1")
+    assert untuned.get_deployment(model_id="free-1") is not expected  # LiteLLM builds a new one each time
+    assert tuning.cache_deployment_objects() is True
+    router = _router()
+    first = router.get_deployment(model_id="free-1")
+    assert first.model_dump() == expected.model_dump()
+    assert router.get_deployment(model_id="free-1") is first
+    assert router.get_deployment(model_id="nope") is None
+    index = router.model_id_to_deployment_index_map["free-1"]
+    router.model_list[index] = {**router.model_list[index], "model_name": "renamed"}  # an entry replaced: rebuilt
+    assert router.get_deployment(model_id="free-1").model_name == "renamed"
