@@ -44,8 +44,6 @@ off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middleware
   OpenAI, Azure and xAI), so it is remembered per model for each version of the cost map.
 - `litellm-info-logs` (after startup): LiteLLM logs three INFO lines per request; the gateway
   writes its own request line, so LiteLLM's loggers stay at WARNING unless debugging.
-- `malloc-trim` (after startup): hand the memory LiteLLM's start-up allocated and freed back to
-  the kernel (glibc keeps it otherwise), a few MB of RSS per worker.
 - `inline-completion` (after startup, in the serving loop): `litellm.acompletion` runs the
   synchronous `completion()` set-up in the loop's default thread pool; for the shipped providers
   it does no I/O, so InlineCompletionExecutor runs it inline and spares the thread hand-off.
@@ -404,36 +402,20 @@ def inline_completion_setup() -> bool:
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
-def _glibc():
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX=2 does, set from inside the process)."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     if name is None or "libc" not in name:
-        return None  # not glibc (musl has no arenas to cap and nothing to trim)
-    return ctypes.CDLL(name)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX=2 does, set from inside the process)."""
-    libc = _glibc()
-    return libc is not None and libc.mallopt(M_ARENA_MAX, arenas) == 1
-
-
-def trim_malloc() -> bool:
-    """Return freed heap memory to the kernel (glibc's malloc_trim)."""
-    import gc
-
-    libc = _glibc()
-    if libc is None:
-        return False
-    gc.collect()
-    return libc.malloc_trim(0) in (0, 1)
+        return False  # not glibc (musl has no arenas to cap)
+    return ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas) == 1
 
 
 SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
          "deployment-usage", "proxy-hooks", "deployment-objects", "free-deployment-cost", "bridge-check",
-         "litellm-info-logs", "inline-completion", "malloc-trim")
+         "litellm-info-logs", "inline-completion")
 DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks", "deployment-objects"})  # LiteLLM keys need them
 
 
@@ -480,8 +462,6 @@ def after_startup(settings, skip: frozenset[str] = frozenset()) -> None:
         _safely("litellm-info-logs", lambda: quiet_litellm_loggers(settings))
     if "inline-completion" not in skip:
         _safely("inline-completion", inline_completion_setup)
-    if "malloc-trim" not in skip:
-        _safely("malloc-trim", trim_malloc)
 
 
 def _safely(name: str, shim):
