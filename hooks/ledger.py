@@ -142,6 +142,7 @@ class ResponseFacts:
     served_model: str | None = None  # from LiteLLM's x-litellm-model-id header
     first_chunk: float | None = None  # perf_counter of the first streamed chunk
     finished: float | None = None
+    stream_error: bool = False  # a 200 stream that carried an error event (proxy_config.errors)
 
 
 def build_record(ctx: RequestContext, facts: ResponseFacts, prices: Prices, now: float | None = None) -> Record:
@@ -152,7 +153,10 @@ def build_record(ctx: RequestContext, facts: ResponseFacts, prices: Prices, now:
     usage = ctx.usage or Usage()
     served = ctx.served_model or (facts.served_model if ok else None)
     cost, saved = prices.costs(served, usage)
-    error_type = None if ok else ("no-backend" if facts.reason == "no-backend" else ctx.error_type or _status_error(facts.status))
+    if not ok:
+        error_type = "no-backend" if facts.reason == "no-backend" else ctx.error_type or _status_error(facts.status)
+    else:  # the status was sent before the stream broke: the error is in the record, not the status
+        error_type = (ctx.error_type or "stream-error") if facts.stream_error else None
     return Record(
         request_id=ctx.request_id, ts=time.time() - (now - ctx.started), key_hash=ctx.key_hash,
         requested_model=ctx.requested_model, served_model=served, route=facts.route, reason=facts.reason,
@@ -183,6 +187,8 @@ class ResponseTracker:
             body = message.get("body", b"")
             if self.facts.stream and self.facts.first_chunk is None and body.strip() and not body.startswith(b":"):
                 self.facts.first_chunk = time.perf_counter()  # SSE comments (keep-alives) are not tokens
+            if self.facts.stream and b'data: {"error"' in body:
+                self.facts.stream_error = True
             if not message.get("more_body", False):
                 self._finish()
 

@@ -44,6 +44,11 @@ def parse_since(text: str) -> float:
     return int(match.group(1)) * UNITS[match.group(2)]
 
 
+def failed(row: Mapping) -> bool:
+    """An error status, or a 200 stream that broke after it started (error_type set)."""
+    return (row["status"] or 0) >= 400 or row.get("error_type") is not None
+
+
 @dataclass
 class Totals:
     requests: int = 0
@@ -56,7 +61,7 @@ class Totals:
 
     def add(self, row: Mapping) -> None:
         self.requests += 1
-        self.errors += int((row["status"] or 0) >= 400)
+        self.errors += int(failed(row))
         self.prompt_tokens += row["prompt_tokens"] or 0
         self.completion_tokens += row["completion_tokens"] or 0
         self.reasoning_tokens += row["reasoning_tokens"] or 0
@@ -88,7 +93,7 @@ class Summary:
         if self.bucket_seconds:
             start = int(row["ts"] // self.bucket_seconds * self.bucket_seconds)
             point = self.timeline.setdefault(start, {"local": 0, "cloud": 0, "saved_usd": 0.0, "cloud_spend_usd": 0.0})
-            if row["route"] in ("local", "cloud") and (row["status"] or 0) < 400:
+            if row["route"] in ("local", "cloud") and not failed(row):
                 point[row["route"]] += 1
             point["saved_usd"] += row["saved_usd"] or 0.0
             point["cloud_spend_usd"] += (row["cost_usd"] or 0.0) if row["route"] == "cloud" else 0.0

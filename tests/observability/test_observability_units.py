@@ -68,6 +68,33 @@ def test_build_record_of_a_failure_has_no_tokens_and_an_error_type():
     assert auth.error_type == "auth"
 
 
+def test_a_stream_that_carried_an_error_event_is_recorded_as_an_error_with_its_200(monkeypatch):
+    import hooks.ledger
+
+    finished = []
+
+    async def fake_finish(ctx, facts):
+        finished.append(facts)
+
+    monkeypatch.setattr(hooks.ledger, "finish", fake_finish)
+
+    async def stream(*events: bytes) -> ResponseFacts:
+        tracker = hooks.ledger.ResponseTracker(_ctx())
+        tracker.sent({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for i, event in enumerate(events):
+            tracker.sent({"type": "http.response.body", "body": event, "more_body": i < len(events) - 1})
+        await asyncio.sleep(0)
+        return finished[-1]
+
+    chunk = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n'
+    broken = asyncio.run(stream(chunk, b'data: {"error": {"message": "cut", "code": "stream_interrupted"}}\n\n'))
+    whole = asyncio.run(stream(chunk, b"data: [DONE]\n\n"))
+    assert (broken.stream_error, whole.stream_error) == (True, False)
+    record = build_record(_ctx(), broken, PRICES, now=101.0)
+    assert (record.status, record.error_type) == (200, "stream-error")
+    assert build_record(_ctx(), whole, PRICES, now=101.0).error_type is None
+
+
 def test_fallback_tiers_come_from_the_reason_or_the_route_when_both_failed():
     assert fallback_tiers("cloud", "local-error-fallback") == ("local", "cloud")
     assert fallback_tiers("local", "cloud-error-fallback") == ("cloud", "local")
@@ -140,16 +167,18 @@ def test_summary_aggregates_routes_models_keys_fallbacks_and_timeline():
         _row(3, ts=7400.0, route="none", reason="not-routed", served_model=None, status=400, prompt_tokens=0,
              completion_tokens=0, saved_usd=0.0, key_hash=None),
         _row(4, ts=10.0),  # before the period
+        _row(5, ts=7500.0, error_type="stream-error", stream=1),  # a 200 stream that broke: an error, not served
     )]
     data = summarize(rows, since=3600.0, until=8000.0, bucket_seconds=3600)
-    assert data.as_dict()["totals"]["requests"] == 4
+    assert data.as_dict()["totals"]["requests"] == 5
+    assert data.as_dict()["totals"]["errors"] == 2
     assert data.as_dict()["fallbacks"] == [{"from_tier": "local", "to_tier": "cloud", "cause": "server-error", "requests": 1}]
-    assert {k: v["requests"] for k, v in data.as_dict()["by_key"].items()} == {"sha256:00000000": 3, "(no key)": 1}
+    assert {k: v["requests"] for k, v in data.as_dict()["by_key"].items()} == {"sha256:00000000": 4, "(no key)": 1}
     assert data.timeline[3600]["local"] == 2 and data.timeline[7200]["cloud"] == 1
     comparison = data.as_dict()["cost_comparison"]
-    assert comparison["cloud_only_usd"] == pytest.approx(5e-6 + 2e-6)
+    assert comparison["cloud_only_usd"] == pytest.approx(5e-6 + 3e-6)
     assert comparison["local_share"] == pytest.approx(2 / 3)
-    assert render_csv(data.as_dict()).splitlines()[1] == "total,all,4,1,21,33,0,5e-06,2e-06"
+    assert render_csv(data.as_dict()).splitlines()[1] == "total,all,5,2,28,44,0,5e-06,3e-06"
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("24h", 86400), ("7d", 604800), (" 2w ", 1209600)])

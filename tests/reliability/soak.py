@@ -130,12 +130,21 @@ async def _load(stack: Stack, options: Options, progress: Callable[[str], None])
     return figures
 
 
-def _ledger_rows(data_dir: Path) -> dict[str, int]:
+def _ledger_rows(data_dir: Path) -> dict[str, tuple[int, str | None]]:
     path = data_dir / SQLITE_FILE
     if not path.is_file():
         return {}
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
-        return dict(conn.execute(f"SELECT request_id, status FROM {TABLE}"))
+        return {rid: (status, error) for rid, status, error in conn.execute(f"SELECT request_id, status, error_type FROM {TABLE}")}
+
+
+def _disagrees(outcome: soak_client.Outcome, row: tuple[int, str | None]) -> bool:
+    """Another status, or served by one and failed by the other (a 200 stream that broke is an error)."""
+    status, error_type = row
+    if status != outcome.status:
+        return True
+    ledger_failed = status >= 400 or error_type is not None
+    return outcome.kind in ("served", "error") and ledger_failed != (outcome.kind == "error")
 
 
 def _ledger_check(data_dir: Path, outcomes: list[soak_client.Outcome], timeout: float = 60.0) -> dict:
@@ -146,8 +155,8 @@ def _ledger_check(data_dir: Path, outcomes: list[soak_client.Outcome], timeout: 
     while (len(rows) < len(outcomes) or not ids <= rows.keys()) and time.monotonic() < deadline:
         time.sleep(0.5)
         rows = _ledger_rows(data_dir)
-    mismatched = [f"{o.request_id}: client {o.status}, ledger {rows[o.request_id]} ({o.kind} {o.detail}, {o.spec})"
-                  for o in outcomes if o.request_id in rows and rows[o.request_id] != o.status]
+    mismatched = [f"{o.request_id}: client {o.status} {o.kind}, ledger {rows[o.request_id]} ({o.detail}, {o.spec})"
+                  for o in outcomes if o.request_id in rows and _disagrees(o, rows[o.request_id])]
     return {"records": len(rows), "client_requests": len(outcomes), "client_ids_missing": len(ids - rows.keys()),
             "records_without_client_id": len(rows.keys() - ids), "status_mismatches": len(mismatched),
             "status_mismatch_examples": mismatched[:10]}
@@ -192,7 +201,7 @@ def problems(f: dict) -> list[str]:
         found.append(f"ledger has {ledger['records']} records for {f['sent']} requests "
                      f"({ledger['client_ids_missing']} request ids missing)")
     if ledger["status_mismatches"]:
-        found.append(f"{ledger['status_mismatches']} ledger statuses differ from the client's")
+        found.append(f"{ledger['status_mismatches']} ledger records disagree with the client (status, or served vs failed)")
     if f["gateway_processes"]["started_during_run"] or f["gateway_log"]["fatal_errors"]:
         found.append(f"a gateway worker died and was replaced ({f['gateway_log']['fatal_errors']} fatal errors logged)")
     if f["gateway_log"]["secrets"]:
