@@ -23,7 +23,7 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json-out", help="Write the full results as JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON instead of the tables.")] = False,
     pin: Annotated[bool, typer.Option(help="Servers on their own CPUs, wrk/nginx/redis on CPU 0 (needs workers+1 CPUs).")] = True,
-    results_md: Annotated[Path | None, typer.Option("--results-md", help="Write a RESULTS.md (machine, command, tables) here.")] = None,
+    results_md: Annotated[Path | None, typer.Option("--results-md", help="Write a RESULTS.md (machine, command, tables) here, and results.json beside it.")] = None,
 ) -> None:
     """Benchmark direct calls, vanilla LiteLLM (plain and tuned) and this gateway, interleaved, in one run."""
     if routing_only:
@@ -44,6 +44,7 @@ def bench(
         json_out.write_text(json.dumps(results, indent=2))
     if results_md:
         results_md.write_text(results_markdown(results))
+        results_md.with_name("results.json").write_text(json.dumps(results, indent=2))
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return

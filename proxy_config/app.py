@@ -8,11 +8,14 @@ The layer
 - answers `GET /health` from cached backend state (LiteLLM's own /health makes LLM calls)
   and `GET /metrics` (hooks.metrics);
 - hands every inference response to the ledger (hooks.ledger) once its last byte is sent;
-- starts the backend monitor when LiteLLM's startup has completed, flushes the ledger at shutdown.
+- starts the backend monitor when LiteLLM's startup has completed, and moves garbage
+  collection onto the event loop (proxy_config.gcguard: a CPython crash before 3.12);
+  flushes the ledger at shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -20,7 +23,7 @@ from custom_router.policy import Route
 from hooks import context, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
-from proxy_config import logs, tuning
+from proxy_config import gcguard, logs, tuning
 
 log = logging.getLogger("gateway.app")
 
@@ -105,6 +108,7 @@ class GatewayApp:
             if message["type"] == "lifespan.startup.complete":
                 logs.adopt_litellm_loggers()
                 tuning.after_startup(get_runtime().settings)
+                gcguard.install(asyncio.get_running_loop())  # CPython gh-148891 (Python < 3.12)
                 await get_runtime().monitor.start()
             elif message["type"] == "lifespan.shutdown.complete":
                 await ledger.shutdown()
