@@ -142,8 +142,23 @@ def ledger_ids(data_dir: Path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT request_id FROM gateway_requests")}
 
 
+def settled_write_errors(gw: Gateway, quiet: float = 1.0, timeout: float = 30.0) -> float:
+    """The ledger write-error count once it has stopped moving for `quiet` seconds: records of
+    earlier tests' requests may still be in the writer's batch (it lingers 0.2 s per batch)."""
+    deadline = time.monotonic() + timeout
+    value, since = scrape(gw).get(LEDGER_WRITE_ERRORS, 0), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = scrape(gw).get(LEDGER_WRITE_ERRORS, 0)
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return value
+    raise AssertionError("the ledger write-error count did not settle")
+
+
 def test_unwritable_ledger_drops_and_counts_records_then_writes_again_once_the_disk_is_back(infra_gw, blocked_data):
-    before = scrape(infra_gw).get(LEDGER_WRITE_ERRORS, 0)
+    before = settled_write_errors(infra_gw)
     lost = []
     for stream in (False, True):
         response, events, _ = chat(infra_gw, stream)
