@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -33,6 +34,7 @@ ALL = ("direct", "vanilla-plain", "vanilla-tuned", "ours", "ours-hooks-off")
 @dataclass(frozen=True)
 class Options:
     rounds: int = 3
+    instances: int = 1  # servers started per configuration; numbers are medians over instances and rounds
     seconds: float = 5.0
     workers: int = 1
     stream_requests: int = 100
@@ -118,6 +120,20 @@ def measured(server: Server, load: Callable[[], dict]) -> dict:
     return result
 
 
+def process_figures(instances: list[Server], idle_rss: list[float | None]) -> dict:
+    """RSS after the load and after start, and startup time: medians over a configuration's instances."""
+    def median(values):
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    after = [rss_mb(s) for s in instances]
+    return {"rss_total_mb": median(a.get("rss_total_mb") for a in after),
+            "rss_per_worker_mb": median(a.get("rss_per_worker_mb") for a in after),
+            "processes": max((a.get("processes", 0) for a in after), default=0),
+            "rss_after_start_mb": median(idle_rss), "startup_s": median(s.startup_s for s in instances),
+            "instances": len(instances)}
+
+
 def run(options: Options, progress: Callable[[str], None] = print) -> dict:
     info = machine()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
@@ -132,23 +148,24 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
             os.sched_setaffinity(0, cpus[0])  # inherited by nginx, redis-server and wrk
         backend = canned.CannedBackend(workdir / "nginx", _port()).start()
         redis = Redis(workdir) if "ours" in options.configurations else None
-        factories = {
-            "direct": lambda: direct(backend.url, backend.proc.pid if backend.proc else None),
-            "vanilla-plain": lambda: vanilla("vanilla-plain", workdir, backend.url, options.workers, tuned=False),
-            "vanilla-tuned": lambda: vanilla("vanilla-tuned", workdir, backend.url, options.workers, tuned=True),
-            "ours": lambda: ours("ours", workdir, backend.url, options.workers, redis.url if redis else None),
-            "ours-hooks-off": lambda: ours("ours-hooks-off", workdir, backend.url, options.workers, None, hooks=False),
+        factories = {  # d: the instance's own parent directory
+            "direct": lambda d: direct(backend.url, backend.proc.pid if backend.proc else None),
+            "vanilla-plain": lambda d: vanilla("vanilla-plain", d, backend.url, options.workers, tuned=False),
+            "vanilla-tuned": lambda d: vanilla("vanilla-tuned", d, backend.url, options.workers, tuned=True),
+            "ours": lambda d: ours("ours", d, backend.url, options.workers, redis.url if redis else None),
+            "ours-hooks-off": lambda d: ours("ours-hooks-off", d, backend.url, options.workers, None, hooks=False),
         }
-        idle_rss: dict[str, float | None] = {}
+        idle_rss: dict[str, list[float]] = {}
         for name in options.configurations:
-            progress(f"starting {name}")
-            server = factories[name]()
-            if cpus and server.cmd:
-                server.cpus = cpus[1]
-            started.append(server)
-            server.start()  # one at a time, so startup times do not compete
-            sanity(server)
-            idle_rss[name] = rss_mb(server).get("rss_per_worker_mb")
+            for i in range(1 if name == "direct" else options.instances):
+                progress(f"starting {name} #{i + 1}")
+                server = factories[name](workdir / f"instance-{i}")
+                if cpus and server.cmd:
+                    server.cpus = cpus[1]
+                started.append(server)
+                server.start()  # one at a time, so startup times do not compete
+                sanity(server)
+                idle_rss.setdefault(name, []).append(rss_mb(server).get("rss_per_worker_mb"))
         for server in started:
             progress(f"warming up {server.name}")
             wrk(server.request, workdir / f"{server.name}.body", 8, options.warmup_seconds)
@@ -163,8 +180,8 @@ def run(options: Options, progress: Callable[[str], None] = print) -> dict:
                     "c8": measured(server, lambda: wrk(server.request, body, 8, options.seconds)),
                     "stream": stream_probe(server.stream, options.stream_requests),
                 })
-        extra = {s.name: {**rss_mb(s), "rss_after_start_mb": idle_rss.get(s.name),
-                          "startup_s": round(s.startup_s, 2) if s.startup_s else None} for s in started}
+        extra = {name: process_figures([s for s in started if s.name == name], idle_rss.get(name, []))
+                 for name in samples}
         summary = report.summarize(samples)
         over = report.overheads(summary) if "direct" in summary else {}
         rat = report.ratios(summary, over, extra) if over else {}
