@@ -5,9 +5,12 @@ and the background writer that puts them there.
 request never waits for the disk. The thread writes in batches: after the first record of a
 batch it lingers `linger` seconds (0.2 s) for more, then writes them in one transaction, so
 a busy worker commits about five times a second instead of once per request (a commit costs
-more CPU than the rows in it). `close` (lifespan shutdown) writes what is queued at once.
-SQLite runs in WAL mode with synchronous=NORMAL: a commit survives the process being killed;
-only a power cut or kernel crash can lose the last commits. A write that fails (read-only or full disk, a data dir
+more CPU than the rows in it). `close` (lifespan shutdown) writes what is queued at once; a
+worker that is killed loses what is queued (at most the last 0.2 s at low load). SQLite runs
+in WAL mode with synchronous=NORMAL: a commit survives the process being killed; only a power
+cut or kernel crash can lose the last commits.
+
+A write that fails (read-only or full disk, a data dir
 that cannot be created, a database that is down) drops that batch: the error is logged
 (at most once a minute per kind, with the number of records lost) and counted in
 `gateway_ledger_errors_total`. The next batch tries again from a fresh connection.

@@ -37,7 +37,8 @@ off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middleware
   (the shipped local models) costs 0; LiteLLM still prices it through the cost map and then
   runs a zero-cost diagnostic (another pricing lookup) up to twice per request. For those
   deployments the answer is 0 at once and the diagnostic is empty. Other deployments are priced
-  by LiteLLM as before. The ledger's own costs (hooks.ledger) do not depend on this.
+  by LiteLLM as before. The ledger's own costs (hooks.ledger) do not depend on this. Not in DB
+  mode, where the admin UI can change a deployment's prices in place.
 - `bridge-check`: `completion()` asks on every request whether the model must be bridged to the
   Responses API, looking its model info up in the cost map. For Ollama and DeepSeek models the
   answer depends only on the model name and the cost map (the rest of the check concerns
@@ -416,7 +417,9 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
          "deployment-usage", "proxy-hooks", "deployment-objects", "free-deployment-cost", "bridge-check",
          "litellm-info-logs", "inline-completion")
-DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks", "deployment-objects"})  # LiteLLM keys need them
+# LiteLLM keys need these, or the admin UI can edit deployments (and their prices) in place
+DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks", "deployment-objects",
+                         "free-deployment-cost"})
 
 
 def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str]:
