@@ -223,6 +223,9 @@ def control_routes(state: EmulatorState) -> list[Route]:
             Route("/_emulator/reset", reset, methods=["POST"])]
 
 
+CUT_AFTER = 0.05  # seconds between a stream's last token and the dropped connection (mode "cut")
+
+
 # ------------------------------------------------------ fault responses
 async def hang(request: Request) -> None:
     """Never answer: wait until the client goes away (or the task is cancelled)."""
@@ -294,6 +297,10 @@ async def run_stream(request: Request, plan: StreamPlan, fault: Fault,
             await asyncio.sleep(chunk_delay)
         yield chunk
     if mode == "cut":
+        # A runner dies between tokens, not in the same packet as the last one: let what was sent
+        # arrive before the connection drops (data arriving together with the reset may be lost
+        # by the client's HTTP stack, aiohttp's included, before it is read).
+        await asyncio.sleep(CUT_AFTER)
         await abort_connection(request)
         return
     if mode == "error_mid_stream":
