@@ -40,28 +40,14 @@ def build_runtime(settings: Settings) -> Runtime:
 def deployment_of(model_id: str | None) -> tuple[str, str] | None:
     """(model group, gateway tier) of the LiteLLM deployment that served a response.
 
-    Remembered per model id while the router and the length of its model list stay the same
-    (LiteLLM builds a Deployment object on every lookup; this runs several times a request)."""
+    Runs several times a request; cheap because proxy_config.tuning (`deployment-objects`) keeps
+    one Deployment per model-list entry instead of LiteLLM building one on every lookup."""
     if not model_id:
         return None
     from litellm.proxy import proxy_server
 
     router = proxy_server.llm_router
-    if router is None:
-        return None
-    key = (id(router), len(router.model_list), model_id)
-    if key not in _deployments:
-        if len(_deployments) > 1024:
-            _deployments.clear()
-        _deployments[key] = _lookup(router, model_id)
-    return _deployments[key]
-
-
-_deployments: dict[tuple, tuple[str, str] | None] = {}
-
-
-def _lookup(router, model_id: str) -> tuple[str, str] | None:
-    deployment = router.get_deployment(model_id=model_id)
+    deployment = router.get_deployment(model_id=model_id) if router is not None else None
     if deployment is None:
         return None
     info = deployment.model_info

@@ -3,9 +3,11 @@
 CPython before 3.12 has a use-after-free, python/cpython#148891: `ContextVar.set` allocates
 nodes of the context's HAMT, an allocation can start a garbage collection, and a finalizer run
 by that collection can set a context variable itself, which frees the HAMT the outer `set` is
-still copying. The worker dies with SIGSEGV in `hamt_node_bitmap_clone`. LiteLLM's coroutines
-reset context variables in `finally` blocks when the collector closes them, so the gateway hits
-it under load: 2 of about 12 soak runs lost a worker and the 7-8 requests it held.
+still copying. The worker dies with SIGSEGV in `hamt_node_bitmap_clone`. LiteLLM sets and resets
+context variables on every request (litellm/_internal_context.py, whose `_restore` notes that
+the collector closes its coroutines from other contexts), and the gateway hit the crash under
+load: 2 of about 12 soak runs lost a worker and the 7-8 requests it held, the second time with
+the Python stack in LiteLLM's `service_target`.
 tests/reliability/test_gcguard.py reproduces the crash and shows that this module prevents it.
 
 `install(loop)` freezes what start-up allocated (`gc.freeze()`: a full collection then scans
@@ -41,10 +43,9 @@ def due(counts: tuple[int, int, int], thresholds: tuple[int, int, int], full_all
 
 
 class LoopCollector:
-    def __init__(self, loop: asyncio.AbstractEventLoop, clock=time.monotonic) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.clock = clock
-        self.last_full = clock()
+        self.last_full = time.monotonic()
         self.collections = [0, 0, 0]
         self._handle: asyncio.TimerHandle | None = None
 
@@ -63,7 +64,7 @@ class LoopCollector:
 
     def _tick(self) -> None:
         try:
-            now = self.clock()
+            now = time.monotonic()
             generation = due(gc.get_count(), gc.get_threshold(), now - self.last_full >= FULL_EVERY)
             if generation is not None:
                 gc.collect(generation)
