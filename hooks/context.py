@@ -13,7 +13,7 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from custom_router.policy import Decision
+from custom_router.policy import Decision, Reason
 from hooks.ratelimit import Verdict
 
 
@@ -44,6 +44,12 @@ class RequestContext:
     logged: asyncio.Event = field(default_factory=asyncio.Event)  # set by every LiteLLM success/failure event
     # Rate limiting (hooks.auth sets it for client keys; proxy_config.app stamps x-ratelimit-* from it).
     rate_limit: Verdict | None = None
+    # Set before routing when this request may not use the cloud (Reason.BUDGET, Reason.LOCAL_ONLY).
+    cloud_denied: Reason | None = None
+    # What the routing hook changed for the model that served (x-gateway-clamped, x-gateway-dropped-params).
+    clamped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    reply_schema: dict | None = None  # a translated json_schema the cloud's reply must match
 
 
 current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

@@ -2,7 +2,13 @@
 
 - pre-call: decide local/cloud with custom_router.decide, rewrite `data["model"]`, and set the
   per-request `fallbacks` to the other tier so LiteLLM's router retries there on failure
-  (including a stream that fails before its first token);
+  (including a stream that fails before its first token); a refusal (a capability no model has,
+  max_tokens over a named model's limit, a used-up budget, nothing available) becomes an
+  OpenAI-shaped error with the status of its reason;
+- per deployment (each attempt, the fallback too): shape the request for that model with
+  custom_router.params (num_ctx, clamped max_tokens, thinking parameters, json_schema for the
+  cloud), and note what was clamped or dropped for the response headers;
+- post-call success: check a cloud reply to a translated json_schema against the schema;
 - failure events: mark Ollama down at once on a connection failure and remember each
   tier's cause for the error message;
 - post-call failure: when both tiers failed (or the other was unavailable) answer 503 with
@@ -15,10 +21,16 @@ from __future__ import annotations
 
 import logging
 
+import json
+from dataclasses import replace
+
+import jsonschema
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import ProxyException
 
-from custom_router.policy import Route, decide, request_facts
+from custom_router.params import adapt, json_schema_of
+from custom_router.policy import REFUSAL_STATUS, Decision, Reason, Route, decide, request_facts
 from hooks import context
 from hooks.runtime import deployment_of, get_runtime
 
@@ -28,6 +40,30 @@ ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"})
 FALLBACK_FAILED = "also failed: "  # LiteLLM router's wording when the fallback group failed too
 OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # LiteLLM's wording for Ollama's error line
 RAW_MODEL_NAME_KEY = "_complexity_router_return_raw_model_name"  # LiteLLM: keep the served model's name
+REFUSAL_CODES = {Reason.CAPABILITY: "model_not_capable", Reason.OUTPUT_LIMIT: "max_tokens_too_large",
+                 Reason.BUDGET: "budget_exceeded", Reason.LOCAL_ONLY: "local_only_unavailable",
+                 Reason.NO_BACKEND: "no_backend_available"}
+
+
+def refusal(decision: Decision) -> ProxyException:
+    """A Route.NONE decision as the error the client gets (proxy_config.errors moves `type` to `code`)."""
+    status = REFUSAL_STATUS.get(decision.reason, 503)
+    prefix = "No backend can serve this request. " if status == 503 else ""
+    return ProxyException(message=f"{prefix}{decision.detail}", type=REFUSAL_CODES.get(decision.reason, "error"),
+                          param="max_tokens" if decision.reason is Reason.OUTPUT_LIMIT else None, code=status)
+
+
+def schema_mismatch(content: object, schema: dict) -> str | None:
+    """Why a reply is not a JSON value valid against `schema`, or None when it is."""
+    try:
+        jsonschema.validate(json.loads(content if isinstance(content, str) else ""), schema)
+    except (ValueError, TypeError):
+        return "the reply is not valid JSON"
+    except jsonschema.ValidationError as exc:
+        return f"the reply does not match the schema ({exc.message[:200]})"
+    except jsonschema.SchemaError as exc:
+        return f"the request's schema is not a valid JSON Schema ({exc.message[:200]})"
+    return None
 
 
 def failure_cause(exc: BaseException) -> str:
@@ -63,14 +99,17 @@ class RoutingHook(CustomLogger):
         if call_type not in ROUTED_CALL_TYPES:
             return data
         runtime = get_runtime()
-        decision = decide(request_facts(data), runtime.policy, runtime.monitor.state)
+        ctx = context.current.get()
+        facts = request_facts(data)
+        if ctx is not None and ctx.cloud_denied is not None:
+            facts = replace(facts, cloud_denied=ctx.cloud_denied)
+        decision = decide(facts, runtime.policy, runtime.monitor.state)
         if decision is None:
             return data  # not a model the policy knows: LiteLLM answers as usual
-        ctx = context.current.get()
         if ctx is not None:
             ctx.decision = decision
         if decision.route is Route.NONE:
-            raise HTTPException(status_code=503, detail=f"No backend can serve this request. {decision.detail}")
+            raise refusal(decision)
         data["model"] = decision.model
         data["fallbacks"] = [decision.fallback] if decision.fallback else []
         metadata = data.setdefault("metadata", {})
@@ -79,12 +118,45 @@ class RoutingHook(CustomLogger):
         )
         return data
 
+    async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
+        """Shape the request for the model of this attempt (custom_router.params)."""
+        try:
+            group = (kwargs.get("metadata") or {}).get("deployment_model_name") or (kwargs.get("metadata") or {}).get("model_group")
+            entry = get_runtime().policy.models.get(group or "")
+            if entry is None:
+                return None
+            change = adapt(entry, kwargs)
+            for name, value in change.changes.items():
+                if value is None:
+                    kwargs.pop(name, None)
+                else:
+                    kwargs[name] = value
+            ctx = context.current.get()
+            if ctx is not None:
+                ctx.clamped[:] = change.clamped
+                ctx.dropped[:] = change.dropped
+                ctx.reply_schema = change.schema
+            return kwargs
+        except Exception:  # fail open: the request goes as the client sent it
+            log.exception("deployment hook failed")
+            return None
+
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):
-        """Name the model group that actually served (after a fallback too), not `auto`."""
+        """Name the model group that actually served (after a fallback too), not `auto`; check a
+        translated json_schema reply."""
         hidden = getattr(response, "_hidden_params", None) or {}
         served = deployment_of(hidden.get("model_id"))
         if served is not None and hasattr(response, "model"):
             response.model = served[0]
+        ctx = context.current.get()
+        schema = getattr(ctx, "reply_schema", None)
+        if schema is not None and served is not None and served[1] == "cloud":
+            for choice in getattr(response, "choices", None) or []:
+                why = schema_mismatch(getattr(getattr(choice, "message", None), "content", None), schema)
+                if why is not None:
+                    raise ProxyException(message=f"{served[0]} answered, but {why}; the cloud tier only has a JSON mode "
+                                         "without schemas. Retry, or ask a local model (its output is constrained to "
+                                         "the schema).", type="schema_mismatch", param="response_format", code=502)
         return response
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
@@ -113,7 +185,10 @@ class RoutingHook(CustomLogger):
         first = f"{decision.route.value} tier ({decision.model}) failed: {failure_cause(original_exception)}"
         if decision.fallback is None:
             state = get_runtime().monitor.state
-            second = f"{other} tier unavailable: {(state.cloud_problem if other == 'cloud' else state.local_problem) or 'no fallback model'}"
+            denied = {Reason.LOCAL_ONLY: "the request is local-only, so the cloud tier was not tried",
+                      Reason.BUDGET: "this key's monthly cloud budget is used up"}.get(ctx.cloud_denied)
+            problem = state.cloud_problem if other == "cloud" else state.local_problem
+            second = denied if other == "cloud" and denied else f"{other} tier unavailable: {problem or 'no fallback model'}"
         elif FALLBACK_FAILED in message:
             second = f"fallback to {other} tier ({decision.fallback}) also failed: {_short(message.split(FALLBACK_FAILED, 1)[1])}"
         else:

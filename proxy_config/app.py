@@ -38,7 +38,12 @@ def route_headers(ctx: context.RequestContext, litellm_headers: dict[bytes, byte
         tier = served[1] if served else None
         if tier in ("local", "cloud") and decision.route is not Route.NONE and tier != route:
             route, reason = tier, f"{decision.route.value}-error-fallback"
-    return [(b"x-gateway-route", route.encode()), (b"x-gateway-reason", reason.encode())]
+    headers = [(b"x-gateway-route", route.encode()), (b"x-gateway-reason", reason.encode())]
+    if ctx.clamped:
+        headers.append((b"x-gateway-clamped", ",".join(ctx.clamped).encode()))
+    if ctx.dropped:
+        headers.append((b"x-gateway-dropped-params", ",".join(ctx.dropped).encode()))
+    return headers
 
 
 async def send_json(send, status: int, body: object, headers: tuple = ()) -> None:

@@ -1,7 +1,9 @@
 """Turns config.yaml's model_list into the routing policy's model catalog.
 
 The tier of each group comes from `model_info.gateway_tier` (local, cloud or auto), never from its
-name: `deepseek-r1:7b` is local although it contains "deepseek".
+name: `deepseek-r1:7b` is local although it contains "deepseek". Capabilities come from LiteLLM's
+own `model_info` fields (CAPABILITY_FIELDS); a field that is absent means "not supported", so a
+request is never sent to a model nobody said could serve it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ from custom_router.policy import ModelEntry, Policy, Tier
 from proxy_config.settings import RoutingSettings, SettingsError
 
 OLLAMA_PREFIXES = ("ollama_chat/", "ollama/")
+CAPABILITY_FIELDS = {"supports_function_calling": "tools", "supports_response_schema": "json_schema",
+                     "supports_vision": "vision", "supports_reasoning": "thinking"}
+
+
+def capabilities(info: Mapping[str, object]) -> frozenset[str]:
+    return frozenset(cap for name, cap in CAPABILITY_FIELDS.items() if info.get(name) is True)
 
 
 def model_entries(config: Mapping[str, object]) -> dict[str, ModelEntry]:
@@ -36,6 +44,8 @@ def model_entries(config: Mapping[str, object]) -> dict[str, ModelEntry]:
             backend_model=backend,
             context_window=int(info.get("max_input_tokens") or 8192),
             fallback=info.get("fallback"),
+            capabilities=capabilities(info),
+            max_output_tokens=int(info["max_output_tokens"]) if info.get("max_output_tokens") else None,
         )
     return entries
 
@@ -50,4 +60,5 @@ def build_policy(config: Mapping[str, object], routing: RoutingSettings) -> Poli
         chars_per_token=routing.chars_per_token,
         output_reserve_tokens=routing.output_reserve_tokens,
         cloud_only_kinds=frozenset(routing.cloud_only_kinds),
+        bytes_per_token=routing.bytes_per_token,
     )

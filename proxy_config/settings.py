@@ -39,6 +39,10 @@ class RoutingSettings(BaseModel, extra="forbid"):
     complexity_unit: Literal["chars", "tokens"] = Field("chars", description="Unit of complexity_threshold.")
     chars_per_token: float = Field(4.0, gt=0, description="Token estimate used for context-window and token thresholds.")
     output_reserve_tokens: int = Field(256, ge=0, description="Output room assumed when a request sets no max_tokens.")
+    bytes_per_token: float = Field(
+        3.0, gt=0, description="Context planning (num_ctx, what fits a local model): UTF-8 bytes per token. 3 is on "
+        "the safe side of real tokenizers (English ~4, code ~3, CJK ~3 bytes per token)."
+    )
     cloud_only_kinds: list[Literal["tools", "json_schema", "vision"]] = Field(
         default_factory=list, description="Request kinds that always go to the cloud."
     )
