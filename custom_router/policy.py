@@ -11,7 +11,9 @@ Order of the rules (see README "Routing"):
   b. a local or `auto` request goes to the cloud when it is complex (cloud-only kind,
      over the complexity threshold, or too big for the local context window);
   c. it goes to the cloud when its local model is not installed or Ollama is down;
-  d. otherwise it stays local.
+  d. an `auto` request (or, with `spill_named_local`, one naming a local model) goes to the cloud
+     when the expected wait for a local first token is over `local_max_wait_seconds` (`local-busy`);
+  e. otherwise it stays local.
 A tier that is unavailable (or denied to this request: budget, local-only) is never chosen while
 the other one can serve; when neither can, the decision is `Route.NONE` and the caller answers
 with the status of its reason. A fallback target obeys the same rules: it is capable, and a local
@@ -53,6 +55,7 @@ class Reason(StrEnum):
     OUTPUT_LIMIT = "output-limit"
     BUDGET = "budget"
     LOCAL_ONLY = "local-only"
+    LOCAL_BUSY = "local-busy"
 
 
 # What a Route.NONE decision answers, by reason (the hook turns it into an OpenAI-shaped error).
@@ -86,6 +89,8 @@ class Policy:
     output_reserve_tokens: int = 256
     cloud_only_kinds: frozenset[str] = frozenset()
     bytes_per_token: float = 3.0  # context planning: UTF-8 bytes per token, on the safe side of real tokenizers
+    local_max_wait_seconds: float = 0.0  # spill `auto` to the cloud when the local wait is longer (0: never)
+    spill_named_local: bool = False  # spill requests that name a local model too
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,7 @@ class BackendState:
     local_problem: str | None = None
     cloud_ready: bool = True
     cloud_problem: str | None = None
+    local_wait: Mapping[str, float] = field(default_factory=dict)  # expected seconds to first token, per local group
 
     def local_ok(self, entry: ModelEntry) -> bool:
         return self.ollama_up and normalize_tag(entry.backend_model) in self.installed
@@ -317,6 +323,10 @@ def decide(facts: RequestFacts, policy: Policy, state: BackendState) -> Decision
     if why is None and not local_ok:
         why = Reason.LOCAL_UNAVAILABLE, state.local_problem or f"model {local.name} is not installed in Ollama"
     cloud_ok = cloud_ok and cloud is not None
+    wait = state.local_wait.get(local.name, 0.0)
+    if why is None and cloud_ok and 0 < policy.local_max_wait_seconds < wait and (
+            entry.tier is Tier.AUTO or policy.spill_named_local):
+        why = Reason.LOCAL_BUSY, f"expected local wait {wait:.1f} s > {policy.local_max_wait_seconds:g} s"
     if why is None:
         reason = Reason.CAPABILITY if substituted else Reason.SIMPLE
         return Decision(Route.LOCAL, local.name, reason, cloud.name if cloud_ok else None)

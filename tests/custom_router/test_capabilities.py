@@ -110,3 +110,14 @@ def test_json_schema_stays_local_by_default():
     request = body("auto", response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}})
     d = decision(request)
     assert (d.route, d.model, d.reason) == (Route.LOCAL, "qwen2.5:7b", Reason.SIMPLE)
+
+
+def test_a_busy_local_tier_spills_auto_to_the_cloud_but_not_named_local_models():
+    busy = BackendState(ollama_up=True, installed=UP.installed, cloud_ready=True, local_wait={"qwen2.5:7b": 12.0})
+    policy = Policy(models=MODELS, local_default="qwen2.5:7b", cloud_default="deepseek-chat", local_max_wait_seconds=5)
+    d = decision(body("auto"), busy, policy)
+    assert (d.route, d.model, d.reason, d.fallback) == (Route.CLOUD, "deepseek-chat", Reason.LOCAL_BUSY, "qwen2.5:7b")
+    assert decision(body("qwen2.5:7b"), busy, policy).route is Route.LOCAL
+    assert decision(body("auto"), busy, policy, cloud_denied=Reason.LOCAL_ONLY).route is Route.LOCAL
+    calm = BackendState(ollama_up=True, installed=UP.installed, cloud_ready=True, local_wait={"qwen2.5:7b": 4.0})
+    assert decision(body("auto"), calm, policy).reason is Reason.SIMPLE
