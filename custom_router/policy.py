@@ -211,6 +211,13 @@ def needed_context(facts: RequestFacts, policy: Policy) -> int:
     return prompt_tokens(facts, policy) + (facts.max_tokens or policy.output_reserve_tokens)
 
 
+def looks_truncated(facts: RequestFacts, evaluated: int, bytes_per_token_max: float = 6.0) -> bool:
+    """Ollama's prompt_eval_count far below the prompt sent: it cut the prompt (server/prompt.go drops old
+    messages, the runner trims the rest). No tokenizer in use averages more than ~6 UTF-8 bytes per
+    token over a prompt, so fewer tokens than bytes/6 means part of it was never read."""
+    return 0 < evaluated < max(facts.prompt_bytes, facts.chars) / bytes_per_token_max
+
+
 def fits(entry: ModelEntry, facts: RequestFacts, policy: Policy) -> bool:
     return needed_context(facts, policy) <= entry.context_window
 

@@ -7,6 +7,10 @@ a DeepSeek key is configured. Polling errors are logged and never raised.
 Cloud reachability is tracked passively for /health only (no polling of DeepSeek): a request's
 connection failure marks it unreachable, the next success marks it reachable again. Every
 change is published as the `gateway_backend_up{backend}` gauge.
+When a configured local model is first seen installed (or its digest changes), the poll asks
+Ollama's `/api/show` for its capabilities and context length and logs a warning for every way
+they differ from config.yaml (custom_router.reported); a failed /api/show is logged, not retried
+until the next change.
 """
 
 from __future__ import annotations
@@ -14,18 +18,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 
 import httpx
 
-from custom_router.policy import BackendState, normalize_tag
+from custom_router.policy import BackendState, ModelEntry, normalize_tag
+from custom_router.reported import Reported, differences, parse_show
 
 log = logging.getLogger("gateway.backends")
 
 
 class BackendMonitor:
-    def __init__(self, ollama_url: str, cloud_key_set: bool, interval: float = 5.0, timeout: float = 1.0) -> None:
+    def __init__(self, ollama_url: str, cloud_key_set: bool, interval: float = 5.0, timeout: float = 1.0,
+                 local_models: Iterable[ModelEntry] = ()) -> None:
         self.ollama_url = ollama_url
+        self.local_models = {normalize_tag(e.backend_model): e for e in local_models}
+        self.reported: dict[str, Reported] = {}  # Ollama tag -> what /api/show said
+        self._shown: dict[str, str] = {}  # Ollama tag -> digest last compared
         self.interval = interval
         self.timeout = timeout
         cloud_problem = None if cloud_key_set else "DEEPSEEK_API_KEY is not set (set it in .env to enable the cloud tier)"
@@ -60,6 +70,7 @@ class BackendMonitor:
                 response = await client.get(f"{self.ollama_url}/api/tags")
                 response.raise_for_status()
                 models = response.json().get("models") or []
+                await self._compare(client, models)
         except Exception as exc:  # any failure means "unreachable"; never raise from the monitor
             self.mark_local_down(f"Ollama at {self.ollama_url} is unreachable ({_short(exc)}); start Ollama or fix OLLAMA_URL")
             return
@@ -69,6 +80,25 @@ class BackendMonitor:
         self.state = replace(self.state, ollama_up=True, installed=installed, local_problem=None)
         self.checked_at = time.time()
         _publish("ollama", True)
+
+    async def _compare(self, client: httpx.AsyncClient, models: list) -> None:
+        """Check newly installed configured models against what /api/show reports."""
+        for model in models:
+            tag = normalize_tag(str(model.get("name") or model.get("model"))) if isinstance(model, dict) else ""
+            entry = self.local_models.get(tag)
+            digest = str(model.get("digest", "")) if isinstance(model, dict) else ""
+            if entry is None or self._shown.get(tag) == digest:
+                continue
+            self._shown[tag] = digest
+            try:
+                response = await client.post(f"{self.ollama_url}/api/show", json={"model": tag})
+                response.raise_for_status()
+                self.reported[tag] = parse_show(response.json())
+            except Exception as exc:  # informational only
+                log.warning("cannot read /api/show for %s (%s)", tag, _short(exc))
+                continue
+            for difference in differences(entry, self.reported[tag]):
+                log.warning("model check: %s", difference)
 
     def mark_local_down(self, problem: str) -> None:
         if self.state.ollama_up:

@@ -36,6 +36,8 @@ TTFT = Histogram("gateway_time_to_first_token_seconds", "Streams: time until the
 BACKEND_UP = Gauge("gateway_backend_up", "1 when the backend is reachable (ollama: polled; deepseek: last request).",
                    ["backend"], multiprocess_mode="livemostrecent")
 LEDGER_ERRORS = Counter("gateway_ledger_errors_total", "Ledger records that could not be written, by kind.", ["kind"])
+TRUNCATED = Counter("gateway_truncated_prompts_total", "Local answers whose prompt Ollama evaluated only in part "
+                    "(prompt_eval_count far below the prompt sent), by model.", ["model"])
 
 
 def observe(record) -> None:
@@ -62,6 +64,10 @@ def observe(record) -> None:
 
 def set_backend_up(backend: str, up: bool) -> None:
     BACKEND_UP.labels(backend).set(1 if up else 0)
+
+
+def truncated_prompt(model: str) -> None:
+    TRUNCATED.labels(model).inc()
 
 
 def ledger_error(kind: str, records: int = 1) -> None:

@@ -30,7 +30,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException
 
 from custom_router.params import adapt, json_schema_of
-from custom_router.policy import REFUSAL_STATUS, Decision, Reason, Route, decide, request_facts
+from custom_router.policy import REFUSAL_STATUS, Decision, Reason, Route, decide, looks_truncated, request_facts
 from hooks import context
 from hooks.runtime import deployment_of, get_runtime
 
@@ -51,6 +51,11 @@ def refusal(decision: Decision) -> ProxyException:
     prefix = "No backend can serve this request. " if status == 503 else ""
     return ProxyException(message=f"{prefix}{decision.detail}", type=REFUSAL_CODES.get(decision.reason, "error"),
                           param="max_tokens" if decision.reason is Reason.OUTPUT_LIMIT else None, code=status)
+
+
+def schema_error(model: str, why: str) -> str:
+    return (f"{model} answered, but {why}: the cloud tier has a JSON mode without schemas. Retry, or name a local "
+            "model, whose output Ollama constrains to the schema.")
 
 
 def schema_mismatch(content: object, schema: dict) -> str | None:
@@ -148,16 +153,31 @@ class RoutingHook(CustomLogger):
         served = deployment_of(hidden.get("model_id"))
         if served is not None and hasattr(response, "model"):
             response.model = served[0]
-        ctx = context.current.get()
-        schema = getattr(ctx, "reply_schema", None)
-        if schema is not None and served is not None and served[1] == "cloud":
-            for choice in getattr(response, "choices", None) or []:
-                why = schema_mismatch(getattr(getattr(choice, "message", None), "content", None), schema)
-                if why is not None:
-                    raise ProxyException(message=f"{served[0]} answered, but {why}; the cloud tier only has a JSON mode "
-                                         "without schemas. Retry, or ask a local model (its output is constrained to "
-                                         "the schema).", type="schema_mismatch", param="response_format", code=502)
+        schema = getattr(context.current.get(), "reply_schema", None)  # set when the serving attempt translated it
+        for choice in (getattr(response, "choices", None) or []) if schema is not None else ():
+            why = schema_mismatch(getattr(getattr(choice, "message", None), "content", None), schema)
+            if why is not None:
+                raise ProxyException(message=schema_error(served[0] if served else "the cloud model", why),
+                                     type="schema_mismatch", param="response_format", code=502)
         return response
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        """A local answer to a prompt Ollama cut (silently, with a 200): log it and count it."""
+        try:
+            group = (kwargs.get("standard_logging_object") or {}).get("model_group") or kwargs.get("model")
+            if get_runtime().tier_of(group) != "local":
+                return
+            evaluated = getattr(getattr(response_obj, "usage", None), "prompt_tokens", 0)
+            facts = request_facts(kwargs)
+            if isinstance(evaluated, int) and looks_truncated(facts, evaluated):
+                from hooks import metrics
+
+                log.warning("Ollama evaluated only %d tokens of a ~%d-byte prompt for %s: it truncated the prompt; "
+                            "check max_input_tokens against the model's context length (`gateway doctor`)",
+                            evaluated, facts.prompt_bytes, group)
+                metrics.truncated_prompt(str(group))
+        except Exception:  # a logging callback must never break a request
+            log.exception("routing success callback failed")
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         try:

@@ -33,6 +33,7 @@ def build_runtime(settings: Settings) -> Runtime:
         cloud_key_set=settings.deepseek_api_key is not None,
         interval=settings.routing.health_interval_seconds,
         timeout=settings.routing.health_timeout_seconds,
+        local_models=[e for e in policy.models.values() if e.tier.value == "local"],
     )
     return Runtime(settings, policy, monitor)
 

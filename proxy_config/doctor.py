@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import httpx
 
-from custom_router.policy import Tier, normalize_tag
+from custom_router.policy import ModelEntry, Tier, normalize_tag
+from custom_router.reported import differences, parse_show
 from proxy_config.catalog import model_entries
 from proxy_config.check import check_config
 from proxy_config.settings import Settings, read_config
@@ -44,13 +45,29 @@ def _ollama(settings: Settings) -> list[dict]:
             continue
         pull = f"`gateway models pull {entry.backend_model}`"
         if normalize_tag(entry.backend_model) in installed:
-            results.append(finding(f"model {entry.name}", True, "installed"))
+            results.append(_compare(url, entry))
         elif entry.name == settings.routing.local_default:  # `auto` needs it: a real problem
             results.append(finding(f"model {entry.name}", False, f"not installed but it is the local default: run {pull} "
                                    "or set LOCAL_DEFAULT_MODEL to an installed model (requests go to the cloud meanwhile)"))
         else:  # optional: a host pulls what fits its RAM
             results.append(finding(f"model {entry.name}", True, f"not installed (requests for it go to the cloud); to serve it locally: {pull}"))
     return results
+
+
+def _compare(url: str, entry: ModelEntry) -> dict:
+    """An installed model: what Ollama reports (capabilities, context length) next to config.yaml."""
+    what = f"model {entry.name}"
+    try:
+        response = httpx.post(f"{url}/api/show", json={"model": normalize_tag(entry.backend_model)}, timeout=TIMEOUT)
+        response.raise_for_status()
+        reported = parse_show(response.json())
+    except (httpx.HTTPError, ValueError) as exc:
+        return finding(what, False, f"installed, but /api/show failed ({type(exc).__name__}); its capabilities are unchecked")
+    shown = (f"installed; Ollama reports [{', '.join(sorted(reported.capabilities)) or 'completion only'}], "
+             f"context {reported.context_length}; config.yaml has [{', '.join(sorted(entry.capabilities))}], "
+             f"window {entry.context_window}")
+    problems = differences(entry, reported)
+    return finding(what, not problems, shown + "".join(f"; WARNING: {p}" for p in problems))
 
 
 def _deepseek(settings: Settings) -> dict:

@@ -121,3 +121,12 @@ def test_a_busy_local_tier_spills_auto_to_the_cloud_but_not_named_local_models()
     assert decision(body("auto"), busy, policy, cloud_denied=Reason.LOCAL_ONLY).route is Route.LOCAL
     calm = BackendState(ollama_up=True, installed=UP.installed, cloud_ready=True, local_wait={"qwen2.5:7b": 4.0})
     assert decision(body("auto"), calm, policy).reason is Reason.SIMPLE
+
+
+def test_a_prompt_evaluated_far_below_its_size_looks_truncated():
+    from custom_router.policy import looks_truncated
+
+    facts = request_facts(body("auto", "word " * 4000))  # 20,000 bytes: at least ~3,333 tokens in any tokenizer
+    assert looks_truncated(facts, 2048)
+    assert not looks_truncated(facts, 4100)
+    assert not looks_truncated(facts, 0)  # no usage reported: nothing known
