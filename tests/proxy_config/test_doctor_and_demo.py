@@ -22,7 +22,9 @@ def test_doctor_reports_missing_default_model_and_rejected_key(ollama, deepseek,
     result = run(["doctor", "--json", "--config", str(REPO / "config.yaml")], env, tmp_path)
     findings = {f["what"]: f for f in json.loads(result.stdout)}
     assert result.returncode == 1
-    assert findings["ollama"]["ok"] and findings["model llama3.2:3b"] == {"what": "model llama3.2:3b", "ok": True, "detail": "installed"}
+    assert findings["ollama"]["ok"] and findings["model llama3.2:3b"] == {"what": "model llama3.2:3b", "ok": True, "detail":
+        "installed; Ollama reports [tools], context 131072; config.yaml has [json_schema, tools], window 8192"}
+    assert findings["model deepseek-r1:7b"]["ok"] is True  # thinking, no tools: as config.yaml says
     assert findings["model qwen2.5:7b"]["ok"] is False  # the local default: `auto` needs it
     assert "run `gateway models pull qwen2.5:7b` or set LOCAL_DEFAULT_MODEL" in findings["model qwen2.5:7b"]["detail"]
     assert findings["model mistral:7b"] == {  # optional models are information, not a failure
