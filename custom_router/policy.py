@@ -88,7 +88,7 @@ class Policy:
     chars_per_token: float = 4.0
     output_reserve_tokens: int = 256
     cloud_only_kinds: frozenset[str] = frozenset()
-    bytes_per_token: float = 3.0  # context planning: UTF-8 bytes per token, on the safe side of real tokenizers
+    bytes_per_token: float = 3.5  # context planning: UTF-8 bytes per token, on the safe side of real tokenizers
     local_max_wait_seconds: float = 0.0  # spill `auto` to the cloud when the local wait is longer (0: never)
     spill_named_local: bool = False  # spill requests that name a local model too
 

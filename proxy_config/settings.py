@@ -40,8 +40,9 @@ class RoutingSettings(BaseModel, extra="forbid"):
     chars_per_token: float = Field(4.0, gt=0, description="Token estimate used for context-window and token thresholds.")
     output_reserve_tokens: int = Field(256, ge=0, description="Output room assumed when a request sets no max_tokens.")
     bytes_per_token: float = Field(
-        3.0, gt=0, description="Context planning (num_ctx, what fits a local model): UTF-8 bytes per token. 3 is on "
-        "the safe side of real tokenizers (English ~4, code ~3, CJK ~3 bytes per token)."
+        3.5, gt=0, description="Context planning (what fits a local model's num_ctx): UTF-8 bytes per token. 3.5 is "
+        "below English prose (~4-4.5 with Llama 3/Qwen tokenizers) and about code's; lower it for data-heavy prompts "
+        "(JSON, numbers). A prompt Ollama still cuts is logged and counted (gateway_truncated_prompts_total)."
     )
     cloud_only_kinds: list[Literal["tools", "json_schema", "vision"]] = Field(
         default_factory=list, description="Request kinds that always go to the cloud."
