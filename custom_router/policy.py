@@ -126,6 +126,7 @@ class Decision:
     reason: Reason
     fallback: str | None = None
     detail: str = ""
+    no_fallback: str = ""  # why the other tier cannot take over, when fallback is None for a reason of the request
 
 
 def normalize_tag(tag: str) -> str:
@@ -310,7 +311,9 @@ def decide(facts: RequestFacts, policy: Policy, state: BackendState) -> Decision
         local = _local_fallback(policy, entry.fallback, facts, state)
         if cloud_ok:
             reason = Reason.CAPABILITY if substituted else Reason.EXPLICIT
-            return Decision(Route.CLOUD, entry.name, reason, local.name if local else None)
+            no_fallback = "" if local else \
+                f"no installed local model can take over this request (~{needed_context(facts, policy)} tokens)"
+            return Decision(Route.CLOUD, entry.name, reason, local.name if local else None, no_fallback=no_fallback)
         if local is not None:
             return Decision(Route.LOCAL, local.name, facts.cloud_denied or Reason.CLOUD_UNAVAILABLE, None,
                             _cloud_problem(facts, state) or "")
@@ -338,8 +341,11 @@ def decide(facts: RequestFacts, policy: Policy, state: BackendState) -> Decision
         reason = Reason.CAPABILITY if substituted else Reason.SIMPLE
         return Decision(Route.LOCAL, local.name, reason, cloud.name if cloud_ok else None)
     if cloud_ok:
-        fallback = local if local_ok and fits(local, facts, policy) else None
-        return Decision(Route.CLOUD, cloud.name, why[0], fallback.name if fallback else None, why[1])
+        if local_ok and fits(local, facts, policy):
+            return Decision(Route.CLOUD, cloud.name, why[0], local.name, why[1])
+        no_fallback = "" if not local_ok else \
+            f"~{needed_context(facts, policy)} tokens do not fit {local.name}'s context window ({local.context_window})"
+        return Decision(Route.CLOUD, cloud.name, why[0], None, why[1], no_fallback)
     if local_ok and fits(local, facts, policy):
         cause = _cloud_problem(facts, state) or "no cloud model supports this request"
         return Decision(Route.LOCAL, local.name, facts.cloud_denied or Reason.CLOUD_UNAVAILABLE, None, f"{why[1]}; {cause}")

@@ -207,7 +207,7 @@ class RoutingHook(CustomLogger):
             state = get_runtime().monitor.state
             denied = {Reason.LOCAL_ONLY: "the request is local-only, so the cloud tier was not tried",
                       Reason.BUDGET: "this key's monthly cloud budget is used up"}.get(ctx.cloud_denied)
-            problem = state.cloud_problem if other == "cloud" else state.local_problem
+            problem = decision.no_fallback or (state.cloud_problem if other == "cloud" else state.local_problem)
             second = denied if other == "cloud" and denied else f"{other} tier unavailable: {problem or 'no fallback model'}"
         elif FALLBACK_FAILED in message:
             second = f"fallback to {other} tier ({decision.fallback}) also failed: {_short(message.split(FALLBACK_FAILED, 1)[1])}"

@@ -56,6 +56,10 @@ class Emulator:
     def fault(self, mode: str, **spec: object) -> None:
         httpx.post(f"{self.url}/_emulator/fault", json={"mode": mode, **spec}).raise_for_status()
 
+    def config(self, **switches: object) -> None:
+        """Realism switches (runner slots, token rate, context length, ...); reset() restores the defaults."""
+        httpx.post(f"{self.url}/_emulator/config", json=switches).raise_for_status()
+
     def reset(self) -> None:
         httpx.post(f"{self.url}/_emulator/reset").raise_for_status()
 

@@ -130,3 +130,10 @@ def test_a_prompt_evaluated_far_below_its_size_looks_truncated():
     assert looks_truncated(facts, 2048)
     assert not looks_truncated(facts, 4100)
     assert not looks_truncated(facts, 0)  # no usage reported: nothing known
+
+
+def test_a_missing_fallback_says_why():
+    huge = "word " * 40000
+    assert "do not fit qwen2.5:7b's context window (8192)" in decision(body("auto", huge)).no_fallback
+    assert "no installed local model can take over" in decision(body("deepseek-chat", huge)).no_fallback
+    assert decision(body("auto", "x" * 600)).no_fallback == ""
