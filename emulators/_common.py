@@ -1,91 +1,59 @@
 """Shared machinery for the upstream emulators (no wire formats live here).
 
 Owns:
-- deterministic content: `count_prompt_tokens`, `make_reply`, `count_words`,
-  `split_chunks` (the numbers gateway tests assert against);
-- the fault model (`Fault`, `FaultState`) and request statistics (`Stats`),
-  bundled in `EmulatorState`, plus the `/_emulator/*` control routes;
-- fault-aware response helpers: `early_fault` (HTTP errors, hang),
-  `run_stream` (streaming faults) and `nonstream_response`;
-- `serve_in_thread` / `RunningServer` and the CLI plumbing (`build_parser`,
-  `run_cli`) that prints `ready http://HOST:PORT` once listening.
+- the fault model (`Fault`, `FaultState`), request statistics (`Stats`) and
+  switchable settings (`apply_config`), bundled in `EmulatorState`, plus the
+  `/_emulator/*` control routes (fault, config, stats, reset);
+- fault-aware response helpers: `early_fault` (HTTP errors, hang, an error
+  status before the first byte), `run_stream` (streaming faults, pacing,
+  keep-alives) and `nonstream_response`.
 
-Token rules: prompt tokens = sum over messages of ceil(len(text) / 4) + 4,
-where text is the string content or the concatenated `text` parts of a list
-content.  Completion tokens = whitespace-separated words of generated text.
+Deterministic content (token rules, replies, schema instances) lives in
+`emulators._content`, running a server in `emulators._server`; both are
+re-exported here for the tests that import them from this module.
+
+How it fails: a bad `/_emulator/fault` or `/_emulator/config` body is a 400
+`{"error": ...}` that names the field; the active fault and config are left
+unchanged.  Nothing here catches errors of the wire-format modules.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import dataclasses
 import json
-import math
-import re
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator, Iterable
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from emulators._content import (
+    DEFAULT_WORDS, REASONING_TEXT, count_prompt_tokens, count_words, make_reply,
+    message_text, split_chunks,
+)
+from emulators._server import (
+    RunningServer, build_parser, fault_from_args, run_cli, serve_in_thread,
+)
+
 __all__ = [
     "COMMON_FAULTS", "DEFAULT_WORDS", "REASONING_TEXT", "EmulatorState", "Fault",
-    "FaultState", "RunningServer", "Stats", "StatsMiddleware", "StreamPlan",
+    "FaultState", "RunningServer", "Stats", "StatsMiddleware", "StreamPlan", "apply_config",
     "build_parser", "control_routes", "count_prompt_tokens", "count_words",
     "early_fault", "fault_from_args", "make_reply", "message_text", "nonstream_response",
     "read_json", "run_cli", "run_stream", "serve_in_thread", "split_chunks",
 ]
 
-DEFAULT_WORDS = 8
-REASONING_TEXT = "Let me think step by step."
 COMMON_FAULTS = frozenset({
     "none", "http_500", "http_503", "hang", "slow", "cut",
     "error_before_first_token", "error_mid_stream", "malformed",
 })
 KEEPALIVE_INTERVAL = 0.5
-
-
-# --------------------------------------------------------------- content
-def message_text(content: Any) -> str:
-    """Text of a message content: a string or a list of {"type": "text"} parts."""
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content
-                       if isinstance(p, dict) and p.get("type") == "text")
-    return "" if content is None else str(content)
-
-
-def count_prompt_tokens(messages: Iterable[dict] | None) -> int:
-    """sum(ceil(len(text) / 4) + 4) over messages (see module docstring)."""
-    return sum(math.ceil(len(message_text(m.get("content"))) / 4) + 4
-               for m in messages or [])
-
-
-def count_words(text: str) -> int:
-    return len(text.split())
-
-
-def make_reply(model: str, max_tokens: Any = None) -> tuple[str, str]:
-    """Return (reply, finish_reason): "Hello from MODEL." plus n x " word".
-
-    n is max_tokens when it is an int in [0, DEFAULT_WORDS), finish "length";
-    otherwise n = DEFAULT_WORDS and finish "stop".
-    """
-    capped = (isinstance(max_tokens, int) and not isinstance(max_tokens, bool)
-              and 0 <= max_tokens < DEFAULT_WORDS)
-    n = max_tokens if capped else DEFAULT_WORDS
-    return f"Hello from {model}." + " word" * n, "length" if capped else "stop"
-
-
-def split_chunks(text: str) -> list[str]:
-    """One piece per word, each keeping its leading whitespace."""
-    return re.findall(r"\s*\S+", text)
 
 
 # ---------------------------------------------------------- faults/stats
@@ -96,6 +64,9 @@ class Fault:
     after_tokens: int = 3
     models: list[str] | None = None
     count: int | None = None
+    status: int = 500             # error_status_before_first_token
+    seconds: float | None = None  # busy_keepalive: None = `delay`, 0 = until the client goes
+    interval: float = 1.0         # busy_keepalive: seconds between keep-alives
 
 
 class FaultState:
@@ -109,8 +80,11 @@ class FaultState:
         """Validate an /_emulator/fault spec and make it the active fault."""
         spec = spec if isinstance(spec, dict) else {"mode": None}
         get = lambda key, default: default if spec.get(key) is None else spec[key]  # noqa: E731
+        seconds = spec.get("seconds")
         fault = Fault(get("mode", "none"), float(get("delay", 5.0)),
-                      int(get("after_tokens", 3)), spec.get("models"), spec.get("count"))
+                      int(get("after_tokens", 3)), spec.get("models"), spec.get("count"),
+                      int(get("status", 500)), None if seconds is None else float(seconds),
+                      float(get("interval", 1.0)))
         if fault.mode not in self.allowed:
             raise ValueError(f"unknown fault mode {fault.mode!r}; allowed: {sorted(self.allowed)}")
         if fault.models is not None and not (isinstance(fault.models, list) and all(
@@ -118,8 +92,10 @@ class FaultState:
             raise ValueError("models must be a list of strings or null")
         if fault.count is not None and (not isinstance(fault.count, int) or fault.count < 1):
             raise ValueError("count must be a positive integer or null")
-        if fault.delay < 0 or fault.after_tokens < 0:
-            raise ValueError("delay and after_tokens must be >= 0")
+        if fault.delay < 0 or fault.after_tokens < 0 or (fault.seconds or 0) < 0:
+            raise ValueError("delay, after_tokens and seconds must be >= 0")
+        if not 400 <= fault.status <= 599 or fault.interval <= 0:
+            raise ValueError("status must be in 400..599 and interval > 0")
         self.current = fault
         return fault
 
@@ -137,40 +113,88 @@ class FaultState:
         return fault
 
 
+def apply_config(current: Any, spec: Any) -> Any:
+    """A copy of the dataclass `current` with the fields of `spec` (a dict) set.
+
+    Types follow the defaults (an int is accepted for a float; a field whose
+    default is None takes an int or null); `validate()` of the result runs last.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError("expected a JSON object of settings")
+    fields = {f.name: f for f in dataclasses.fields(current)}
+    changes = {}
+    for key, value in spec.items():
+        if key not in fields:
+            raise ValueError(f"unknown setting {key!r}; known: {sorted(fields)}")
+        default = fields[key].default
+        kind = type(default) if default is not None else int
+        ok = (value is None and default is None) or (
+            isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+        ) or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"setting {key!r} must be {kind.__name__}, got {value!r}")
+        changes[key] = float(value) if kind is float else value
+    updated = dataclasses.replace(current, **changes)
+    updated.validate()
+    return updated
+
+
 class Stats:
-    """Requests per path, chat requests per model, last chat body."""
+    """Requests per path, chat requests per model, last chat bodies, runner load."""
 
     def __init__(self) -> None:
+        self.running = self.queued = 0          # now (owned by the runner slots)
         self.reset()
 
     def reset(self) -> None:
         self.requests: Counter[str] = Counter()
         self.chat_by_model: Counter[str] = Counter()
         self.last_chat_request: Any = None
+        self.last_request_by_model: dict[str, Any] = {}
+        self.last_options: dict[str, Any] = {}
+        self.max_running = self.running           # peak since reset
+        self.cancelled = 0                        # requests whose client went away
 
     def record_chat(self, model: str, body: Any) -> None:
         self.chat_by_model[model] += 1
         self.last_chat_request = body
+        self.last_request_by_model[model] = body
+        options = body.get("options") if isinstance(body, dict) else None
+        self.last_options[model] = options if isinstance(options, dict) else {}
 
     def as_dict(self) -> dict:
         return {"requests": dict(self.requests), "chat_by_model": dict(self.chat_by_model),
-                "last_chat_request": self.last_chat_request}
+                "last_chat_request": self.last_chat_request,
+                "last_request_by_model": self.last_request_by_model,
+                "last_options": self.last_options, "running": self.running,
+                "queued": self.queued, "max_running": self.max_running,
+                "cancelled": self.cancelled}
+
+
+@dataclass
+class NoConfig:
+    def validate(self) -> None:
+        return None
 
 
 class EmulatorState:
     """Mutable state of one emulator instance (held in `app.state.emulator`)."""
 
     def __init__(self, faults: Iterable[str], fault: dict | None = None,
-                 chunk_delay: float = 0.0):
+                 chunk_delay: float = 0.0, config: Any = None):
         self.faults = FaultState(faults)
         self.stats = Stats()
         self.chunk_delay = chunk_delay
+        self.initial_config = config if config is not None else NoConfig()
+        self.initial_config.validate()
+        self.config = self.initial_config
         if fault:
             self.faults.set(fault)
 
     def reset(self) -> None:
         self.stats.reset()
         self.faults.clear()
+        self.config = self.initial_config
 
 
 class StatsMiddleware:
@@ -197,7 +221,7 @@ async def read_json(request: Request) -> tuple[Any, str | None]:
 
 
 def control_routes(state: EmulatorState) -> list[Route]:
-    """POST /_emulator/fault, GET /_emulator/fault, GET stats, POST reset."""
+    """POST/GET /_emulator/fault, POST/GET /_emulator/config, GET stats, POST reset."""
 
     async def set_fault(request: Request) -> Response:
         body, err = await read_json(request)
@@ -210,6 +234,17 @@ def control_routes(state: EmulatorState) -> list[Route]:
     async def get_fault(request: Request) -> Response:
         return JSONResponse({"fault": asdict(state.faults.current)})
 
+    async def set_config(request: Request) -> Response:
+        body, err = await read_json(request)
+        try:
+            state.config = apply_config(state.config, body if err is None else None)
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"config": asdict(state.config)})
+
+    async def get_config(request: Request) -> Response:
+        return JSONResponse({"config": asdict(state.config)})
+
     async def stats(request: Request) -> Response:
         return JSONResponse(state.stats.as_dict())
 
@@ -219,8 +254,18 @@ def control_routes(state: EmulatorState) -> list[Route]:
 
     return [Route("/_emulator/fault", set_fault, methods=["POST"]),
             Route("/_emulator/fault", get_fault, methods=["GET"]),
+            Route("/_emulator/config", set_config, methods=["POST"]),
+            Route("/_emulator/config", get_config, methods=["GET"]),
             Route("/_emulator/stats", stats, methods=["GET"]),
             Route("/_emulator/reset", reset, methods=["POST"])]
+
+
+def emulator_app(routes: list[Route], state: EmulatorState) -> Starlette:
+    """The emulator's own routes plus the /_emulator control routes, with request stats."""
+    app = Starlette(routes=[*routes, *control_routes(state)],
+                    middleware=[Middleware(StatsMiddleware, stats=state.stats)])
+    app.state.emulator = state
+    return app
 
 
 CUT_AFTER = 0.05  # seconds between a stream's last token and the dropped connection (mode "cut")
@@ -247,11 +292,18 @@ async def abort_connection(request: Request) -> None:
 
 
 async def early_fault(request: Request, fault: Fault,
-                      http_errors: dict[str, tuple[int, Any]]) -> Response | None:
-    """Answer for faults that act before any generation; None otherwise."""
+                      http_errors: dict[str, tuple[int, Any]],
+                      status_body: Any = None) -> Response | None:
+    """Answer for faults that act before any generation; None otherwise.
+
+    `error_status_before_first_token` answers `fault.status` with `status_body`:
+    what a server sends when it fails before writing its first byte.
+    """
     if fault.mode in http_errors:
         status, body = http_errors[fault.mode]
         return JSONResponse(body, status_code=status)
+    if fault.mode == "error_status_before_first_token":
+        return JSONResponse(status_body, status_code=fault.status)
     if fault.mode == "hang":
         await hang(request)
         return Response(status_code=204)
@@ -264,30 +316,43 @@ class StreamPlan:
     tail: list[bytes]          # final line(s): done line, usage, [DONE]
     error: bytes               # an in-stream error line/event
     malformed: bytes           # something that is not valid JSON
-    keepalive: bytes = b""     # filler while "queued" (keepalive fault)
+    keepalive: bytes = b""     # filler while "queued" (keepalive faults)
 
 
-async def _fillers(seconds: float, filler: bytes) -> AsyncIterator[bytes]:
+async def _fillers(seconds: float, filler: bytes, interval: float = KEEPALIVE_INTERVAL,
+                   forever: bool = False) -> AsyncIterator[bytes]:
+    """`filler` now and every `interval` for `seconds` (or until cancelled)."""
     deadline = time.monotonic() + seconds
     while True:
         yield filler
-        left = deadline - time.monotonic()
+        left = interval if forever else deadline - time.monotonic()
         if left <= 0:
             return
-        await asyncio.sleep(min(KEEPALIVE_INTERVAL, left))
+        await asyncio.sleep(min(interval, left))
+
+
+def _keepalives(fault: Fault, filler: bytes) -> AsyncIterator[bytes] | None:
+    """The keep-alive fillers of the keepalive/busy_keepalive faults, else None."""
+    if fault.mode == "keepalive":
+        return _fillers(fault.delay, filler)
+    if fault.mode == "busy_keepalive":
+        seconds = fault.delay if fault.seconds is None else fault.seconds
+        return _fillers(seconds, filler, fault.interval, forever=seconds == 0)
+    return None
 
 
 async def run_stream(request: Request, plan: StreamPlan, fault: Fault,
                      chunk_delay: float = 0.0) -> AsyncIterator[bytes]:
-    """Yield the planned stream, bent by the fault."""
+    """Yield the planned stream, bent by the fault, `chunk_delay` s between chunks."""
     mode = fault.mode
     if mode in ("error_before_first_token", "malformed"):
         yield plan.error if mode == "error_before_first_token" else plan.malformed
         return
     if mode == "slow":
         await asyncio.sleep(fault.delay)
-    if mode == "keepalive":
-        async for filler in _fillers(fault.delay, plan.keepalive):
+    fillers = _keepalives(fault, plan.keepalive)
+    if fillers is not None:
+        async for filler in fillers:
             yield filler
     limited = mode in ("cut", "error_mid_stream")
     for i, chunk in enumerate(plan.chunks):
@@ -325,102 +390,11 @@ async def nonstream_response(request: Request, fault: Fault, body: dict, *,
     if mode == "slow":
         await asyncio.sleep(fault.delay)
     payload = json.dumps(body).encode()
-    if mode == "keepalive":
+    fillers = _keepalives(fault, filler)
+    if fillers is not None:
         async def blanks_then_body() -> AsyncIterator[bytes]:
-            async for blank in _fillers(fault.delay, filler):
+            async for blank in fillers:
                 yield blank
             yield payload
         return StreamingResponse(blanks_then_body(), media_type="application/json")
     return Response(payload, media_type="application/json")
-
-
-# ---------------------------------------------------------------- running
-@dataclass
-class RunningServer:
-    server: uvicorn.Server
-    thread: threading.Thread
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.server.should_exit = True
-        self.server.force_exit = True      # do not wait for hanging requests
-        self.thread.join(timeout)
-
-    def __enter__(self) -> "RunningServer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-
-def _server(app: Any, host: str, port: int) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off",
-        timeout_graceful_shutdown=1))
-
-
-def _bound_port(server: uvicorn.Server) -> int:
-    return next(sock.getsockname()[1] for srv in server.servers for sock in srv.sockets)
-
-
-def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0,
-                    timeout: float = 10.0) -> RunningServer:
-    """Run `app` with uvicorn in a daemon thread; return once it listens."""
-    server = _server(app, host, port)
-    thread = threading.Thread(target=server.run, name=f"emulator-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"emulator did not start on {host}:{port}")
-        time.sleep(0.01)
-    return RunningServer(server, thread, host, _bound_port(server))
-
-
-def build_parser(module: str, description: str, default_port: int) -> argparse.ArgumentParser:
-    """Flags shared by both emulators: --host --port --fault --delay --fault-delay
-    --after-tokens."""
-    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=default_port, help="0 = any free port")
-    parser.add_argument("--fault", default="none", help="initial fault mode")
-    parser.add_argument("--delay", type=float, default=0.0,
-                        help="seconds between streamed chunks")
-    parser.add_argument("--fault-delay", type=float, default=5.0,
-                        help="seconds for the slow/keepalive faults")
-    parser.add_argument("--after-tokens", type=int, default=3,
-                        help="chunks sent before cut/error_mid_stream")
-    return parser
-
-
-def fault_from_args(args: argparse.Namespace) -> dict:
-    return {"mode": args.fault, "delay": args.fault_delay, "after_tokens": args.after_tokens}
-
-
-def emulator_app(routes: list[Route], state: EmulatorState) -> Starlette:
-    """The emulator's own routes plus the /_emulator control routes, with request stats."""
-    app = Starlette(routes=[*routes, *control_routes(state)],
-                    middleware=[Middleware(StatsMiddleware, stats=state.stats)])
-    app.state.emulator = state
-    return app
-
-
-def run_cli(app: Any, host: str, port: int) -> None:
-    """Serve in the foreground; print `ready http://HOST:PORT` once listening."""
-    server = _server(app, host, port)
-
-    async def main() -> None:
-        task = asyncio.ensure_future(server.serve())
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if server.started:
-            print(f"ready http://{host}:{_bound_port(server)}", flush=True)
-        await task
-
-    asyncio.run(main())

@@ -2,22 +2,51 @@
 
 Owns the Ollama-shaped endpoints: `/`, `/api/version`, `/api/tags`,
 `/api/ps`, `/api/show`, `/api/chat` (NDJSON stream or single JSON),
-`/api/pull` (progress lines), `/v1/models`, plus the Ollama-only control
-endpoint `POST /_emulator/models`.  Faults, stats, token rules and the
-server runner come from `emulators._common`.
+`/api/embed`, `/api/pull` (progress lines), `/v1/models`, plus the
+Ollama-only control endpoint `POST /_emulator/models`.  Faults, stats and
+`/_emulator/config` come from `emulators._common`; the runner slots from
+`emulators._runner`; the models from `emulators.ollama_models`; what a chat
+generates (and how fast) from `emulators.ollama_generate`.
+
+Behaviour and sources (Ollama, github.com/ollama/ollama, server/routes.go):
+- ChatHandler order: body and model checks (400/404), capability checks (400,
+  see ollama_models), then the scheduler: a runner slot or the queue
+  (emulators._runner; 503 when the queue is full), then load, prompt
+  evaluation and generation.  No byte, not even the headers, is sent before
+  the first token: gin writes headers with the first write.
+- Errors before the first byte are a real HTTP status with `{"error": ...}`
+  (streamResponse: `if !c.Writer.Written() { c.JSON(status, ...) }`); after
+  the first byte an `{"error": ...}` line ends the stream.  Fault modes:
+  `error_status_before_first_token` (status: the fault's `status`, default
+  500) is what production sends; `error_before_first_token` keeps the older
+  emulator meaning, a 200 whose first line is the error line (the after-the-
+  first-byte form), because tests of the gateway's line handling use it.
+- EmbedHandler: `input` is a string or a list of strings ("invalid input
+  type" otherwise); the answer is {"model", "embeddings", "total_duration",
+  "load_duration", "prompt_eval_count"}; vectors are deterministic (a hash of
+  the text) and L2-normalised, of the model's embedding length.
+- A client that closes its connection cancels its queued or running request;
+  the slot is free again at once and `stats.cancelled` counts it.
 
 Run: python -m emulators.ollama --port 11434 [--models a:b,c:d] [--fault MODE]
+     [--num-parallel N --max-queue N --tokens-per-second R ...] (see --help)
+
+How it fails: every bad request gets Ollama's status and `{"error": ...}`
+body; an emulator bug surfaces as a 500 from Starlette, never a hang.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import math
 import re
+import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,50 +54,27 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from emulators._common import (
-    COMMON_FAULTS, REASONING_TEXT, EmulatorState, StreamPlan,
-    build_parser, count_prompt_tokens, emulator_app, count_words, early_fault,
-    fault_from_args, make_reply, nonstream_response, read_json, run_cli,
-    run_stream, split_chunks,
+    COMMON_FAULTS, EmulatorState, apply_config, build_parser, emulator_app, early_fault,
+    fault_from_args, nonstream_response, read_json, run_cli, run_stream,
+)
+from emulators._content import count_text_tokens, message_text
+from emulators._runner import ClientGone, QueueFull, Slots, until_disconnect
+from emulators.ollama_generate import (
+    RUNNER_ERROR, THINK_VALUES, OllamaConfig, generate, ndjson, nonstream_body, stream_plan,
+    timings,
+)
+from emulators.ollama_models import (
+    CATALOGUE, DEFAULT_MODELS, canonical, details, digest_of, missing_capabilities, show_body,
+    spec_of,
 )
 
-__all__ = ["CATALOGUE", "DEFAULT_MODELS", "OLLAMA_FAULTS", "VERSION", "create_app", "main"]
+__all__ = ["BUSY_ERROR", "CATALOGUE", "DEFAULT_MODELS", "OLLAMA_FAULTS", "VERSION",
+           "OllamaConfig", "create_app", "main"]
 
 VERSION = "0.12.6"
-OLLAMA_FAULTS = COMMON_FAULTS | {"http_404"}
-RUNNER_ERROR = "llama runner process has terminated: exit status 2"
+OLLAMA_FAULTS = COMMON_FAULTS | {"http_404", "error_status_before_first_token"}
 BUSY_ERROR = "server busy, please try again.  maximum pending requests exceeded"
 PULL_ERROR = "pull model manifest: file does not exist"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    family: str
-    parameter_size: str
-    size: int
-    context_length: int
-
-
-CATALOGUE = {
-    "qwen2.5:7b": ModelSpec("qwen2", "7.6B", 4683087332, 32768),
-    "llama3.2:3b": ModelSpec("llama", "3.2B", 2019393189, 131072),
-    "mistral:7b": ModelSpec("llama", "7.2B", 4113301824, 32768),
-    "deepseek-r1:7b": ModelSpec("qwen2", "7.6B", 4683075271, 131072),
-}
-DEFAULT_MODELS = tuple(CATALOGUE)
-UNKNOWN_SPEC = ModelSpec("llama", "1.2B", 1321098329, 4096)
-
-
-def canonical(name: str) -> str:
-    """"llama3.2" -> "llama3.2:latest", as Ollama resolves names."""
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
-
-
-def spec_of(name: str) -> ModelSpec:
-    return CATALOGUE.get(canonical(name), UNKNOWN_SPEC)
-
-
-def digest_of(name: str) -> str:
-    return hashlib.sha256(canonical(name).encode()).hexdigest()
 
 
 def now_iso(delta: float = 0.0) -> str:
@@ -81,12 +87,14 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 class OllamaState(EmulatorState):
-    """Emulator state plus the installed and loaded model lists."""
+    """Emulator state plus the installed and loaded model lists and the runner slots."""
 
-    def __init__(self, models: list[str], **kwargs: Any):
-        super().__init__(OLLAMA_FAULTS, **kwargs)
+    def __init__(self, models: list[str], config: OllamaConfig | None = None, **kwargs: Any):
+        super().__init__(OLLAMA_FAULTS, config=config or OllamaConfig(), **kwargs)
         self.initial_models = [canonical(m) for m in models]
         self.set_models(self.initial_models)
+        self.slots = Slots(self.stats, lambda: self.config.num_parallel,
+                           lambda: self.config.max_queue)
 
     def set_models(self, models: list[str]) -> None:
         self.installed = {canonical(m): now_iso() for m in models}
@@ -95,105 +103,21 @@ class OllamaState(EmulatorState):
     def reset(self) -> None:
         super().reset()
         self.set_models(self.initial_models)
+        self.slots.wake()
 
 
 # ----------------------------------------------------------- model info
-def details(name: str) -> dict:
-    spec = spec_of(name)
-    return {"parent_model": "", "format": "gguf", "family": spec.family,
-            "families": [spec.family], "parameter_size": spec.parameter_size,
-            "quantization_level": "Q4_K_M"}
-
-
 def tag_entry(name: str, modified_at: str) -> dict:
     return {"name": name, "model": name, "modified_at": modified_at,
             "size": spec_of(name).size, "digest": digest_of(name), "details": details(name)}
 
 
-def ps_entry(name: str, expires_at: str) -> dict:
+def ps_entry(name: str, expires_at: str, context_length: int) -> dict:
     entry = {k: v for k, v in tag_entry(name, "").items() if k != "modified_at"}
-    return {**entry, "expires_at": expires_at, "size_vram": 0, "context_length": 4096}
-
-
-def show_body(name: str, modified_at: str) -> dict:
-    spec = spec_of(name)
-    capabilities = ["completion", "tools"]
-    if name.startswith("deepseek-r1"):
-        capabilities.append("thinking")
-    return {
-        "license": "Apache License 2.0",
-        "modelfile": (f'# Modelfile generated by "ollama show"\n# FROM {name}\n\n'
-                      f"FROM /usr/share/ollama/.ollama/models/blobs/sha256-{digest_of(name)}\n"
-                      'TEMPLATE "{{ .Prompt }}"\nPARAMETER stop "<|im_end|>"\n'),
-        "parameters": 'stop                           "<|im_end|>"',
-        "template": "{{ .Prompt }}",
-        "details": details(name),
-        "model_info": {"general.architecture": spec.family,
-                       "general.parameter_count": int(float(spec.parameter_size[:-1]) * 1e9),
-                       f"{spec.family}.context_length": spec.context_length,
-                       f"{spec.family}.embedding_length": 3584},
-        "capabilities": capabilities,
-        "modified_at": modified_at,
-    }
+    return {**entry, "expires_at": expires_at, "size_vram": 0, "context_length": context_length}
 
 
 # ----------------------------------------------------------------- chat
-def thinks(body: dict) -> bool:
-    return body.get("think") in (True, "low", "medium", "high")
-
-
-def generate(model: str, body: dict) -> dict:
-    """Deterministic answer: content, thinking, done_reason and counts."""
-    options = body.get("options") if isinstance(body.get("options"), dict) else {}
-    content, done_reason = make_reply(model, options.get("num_predict"))
-    thinking = ""
-    if canonical(model).startswith("deepseek-r1"):
-        if thinks(body):
-            thinking = REASONING_TEXT
-        else:
-            content = f"<think>\n{REASONING_TEXT}\n</think>\n\n{content}"
-    prompt = count_prompt_tokens(body.get("messages"))
-    evals = count_words(thinking) + count_words(content)
-    return {"content": content, "thinking": thinking, "done_reason": done_reason,
-            "prompt_eval_count": prompt, "eval_count": evals}
-
-
-def final_fields(result: dict) -> dict:
-    """The `done: true` fields; durations (ns) derive from the counts."""
-    load, prompt_ns = 1_000_000, result["prompt_eval_count"] * 500_000
-    eval_ns = result["eval_count"] * 10_000_000
-    return {"done_reason": result["done_reason"], "done": True,
-            "total_duration": load + prompt_ns + eval_ns, "load_duration": load,
-            "prompt_eval_count": result["prompt_eval_count"],
-            "prompt_eval_duration": prompt_ns,
-            "eval_count": result["eval_count"], "eval_duration": eval_ns}
-
-
-def ndjson(obj: dict) -> bytes:
-    return json.dumps(obj).encode() + b"\n"
-
-
-def stream_plan(model: str, result: dict) -> StreamPlan:
-    def line(message: dict, **extra: Any) -> bytes:
-        return ndjson({"model": model, "created_at": now_iso(),
-                       "message": {"role": "assistant", **message}, **extra})
-
-    chunks = [line({"content": "", "thinking": w}, done=False)
-              for w in split_chunks(result["thinking"])]
-    chunks += [line({"content": w}, done=False) for w in split_chunks(result["content"])]
-    return StreamPlan(chunks=chunks, tail=[line({"content": ""}, **final_fields(result))],
-                      error=ndjson({"error": RUNNER_ERROR}),
-                      malformed=f'{{"model": "{model}", "message": {{\n'.encode())
-
-
-def nonstream_body(model: str, result: dict) -> dict:
-    message = {"role": "assistant", "content": result["content"]}
-    if result["thinking"]:
-        message["thinking"] = result["thinking"]
-    return {"model": model, "created_at": now_iso(), "message": message,
-            **final_fields(result)}
-
-
 def validate_chat(body: Any, err: str | None) -> JSONResponse | None:
     if err == "empty":
         return error(400, "missing request body")
@@ -205,7 +129,54 @@ def validate_chat(body: Any, err: str | None) -> JSONResponse | None:
     if messages is not None and not (isinstance(messages, list)
                                      and all(isinstance(m, dict) for m in messages)):
         return error(400, "json: cannot unmarshal messages into Go struct field")
+    think = body.get("think")
+    if think is not None and think is not False and think not in THINK_VALUES:
+        return error(400, f"invalid think value: {json.dumps(think)} "
+                          '(must be "high", "medium", "low", "max", true, or false)')
     return None
+
+
+def has_images(messages: list[dict]) -> bool:
+    return any(m.get("images") or (isinstance(m.get("content"), list) and any(
+        isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"]))
+        for m in messages)
+
+
+def capability_error(model: str, body: dict) -> JSONResponse | None:
+    """routes.go ChatHandler's 400s for a model that cannot serve the request."""
+    think = body.get("think")
+    if think in THINK_VALUES and "thinking" not in spec_of(model).capabilities:
+        return error(400, f'"{model}" does not support thinking')
+    wanted = ["completion"]
+    if body.get("tools"):
+        wanted.append("tools")
+    if has_images(body.get("messages") or []):
+        wanted.append("vision")
+    missing = missing_capabilities(model, wanted)
+    if missing and "completion" in missing.rsplit("does not support ", 1)[1].split("\n"):
+        return error(400, f'"{model}" does not support chat')
+    return error(400, missing) if missing else None
+
+
+class HeldStream(StreamingResponse):
+    """A streaming answer that holds a runner slot until it ends or the client goes."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], state: OllamaState):
+        self.state, self.finished = state, False
+        super().__init__(self._track(chunks), media_type="application/x-ndjson")
+
+    async def _track(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield chunk
+        self.finished = True
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self.finished:
+                self.state.stats.cancelled += 1
+            self.state.slots.release()
 
 
 async def chat(request: Request) -> Response:
@@ -218,25 +189,94 @@ async def chat(request: Request) -> Response:
     state.stats.record_chat(model, body)
     if canonical(model) not in state.installed:
         return error(404, f"model '{model}' not found")
-    if thinks(body) and not canonical(model).startswith("deepseek-r1"):
-        return error(400, f'"{model}" does not support thinking')
+    refused = capability_error(model, body)
+    if refused:
+        return refused
     fault = state.faults.take(model)
+    try:
+        await until_disconnect(request, state.slots.acquire())
+    except QueueFull:
+        return error(503, BUSY_ERROR)
+    except ClientGone:
+        state.stats.cancelled += 1
+        return Response(status_code=499)
+    try:
+        return await serve_chat(request, state, model, body, fault)
+    except ClientGone:
+        state.stats.cancelled += 1
+        return Response(status_code=499)
+    finally:
+        if not getattr(request.state, "stream_holds_slot", False):
+            state.slots.release()
+
+
+async def serve_chat(request: Request, state: OllamaState, model: str, body: dict,
+                     fault: Any) -> Response:
+    """Generate the answer while holding a slot (the caller releases it)."""
     http_errors = {"http_500": (500, {"error": RUNNER_ERROR}),
                    "http_503": (503, {"error": BUSY_ERROR}),
                    "http_404": (404, {"error": f"model '{model}' not found"})}
-    early = await early_fault(request, fault, http_errors)
+    early = await early_fault(request, fault, http_errors, {"error": RUNNER_ERROR})
     if early is not None:
+        if fault.mode == "hang":
+            raise ClientGone()
         return early
+    config: OllamaConfig = state.config
+    result = generate(model, body, config)
+    times = timings(result, config, cold=canonical(model) not in state.loaded)
+    await until_disconnect(request, asyncio.sleep(times["load"] + times["prompt"]))
     state.loaded[canonical(model)] = now_iso(300)
-    result = generate(model, body)
     if body.get("stream", True) is not False:
-        plan = stream_plan(model, result)
-        return StreamingResponse(run_stream(request, plan, fault, state.chunk_delay),
-                                 media_type="application/x-ndjson")
+        plan = stream_plan(model, result, times)
+        response = HeldStream(run_stream(request, plan, fault,
+                                         state.chunk_delay + times["token"]), state)
+        request.state.stream_holds_slot = True
+        return response
+    await until_disconnect(request, asyncio.sleep(times["token"] * result["eval_count"]))
     return await nonstream_response(
-        request, fault, nonstream_body(model, result),
+        request, fault, nonstream_body(model, result, times),
         error=(500, {"error": RUNNER_ERROR}),
         malformed=f'{{"model": "{model}", "message": {{'.encode())
+
+
+# ---------------------------------------------------------------- embed
+def embedding(text: str, size: int) -> list[float]:
+    """A deterministic unit vector of `size` floats derived from `text`."""
+    raw = b"".join(hashlib.sha256(f"{i}:{text}".encode()).digest()
+                   for i in range(math.ceil(size * 4 / 32)))
+    values = [v / 2**32 - 0.5 for v in struct.unpack(f"<{size}I", raw[:size * 4])]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+async def embed(request: Request) -> Response:
+    state: OllamaState = request.app.state.emulator
+    body, err = await read_json(request)
+    if err == "empty":
+        return error(400, "missing request body")
+    if err or not isinstance(body, dict):
+        return error(400, "invalid character looking for beginning of value")
+    model, given = body.get("model"), body.get("input")
+    if not isinstance(model, str) or not model:
+        return error(400, "model is required")
+    state.stats.record_chat(model, body)
+    inputs = [given] if isinstance(given, str) and given else given if isinstance(given, list) else []
+    if given is not None and not isinstance(given, str) and not (
+            isinstance(given, list) and all(isinstance(i, str) for i in given)):
+        return error(400, "invalid input type")
+    if canonical(model) not in state.installed:
+        return error(404, f"model '{model}' not found")
+    missing = missing_capabilities(model, ["embedding"])
+    if missing:
+        return error(400, missing)
+    size = spec_of(model).embedding_length
+    cold = canonical(model) not in state.loaded
+    state.loaded[canonical(model)] = now_iso(300)
+    load = 1_000_000 if not cold else int(state.config.load_seconds * 1e9) or 1_000_000
+    tokens = sum(count_text_tokens(t) for t in inputs)
+    return JSONResponse({"model": model, "embeddings": [embedding(t, size) for t in inputs],
+                         "total_duration": load + tokens * 500_000, "load_duration": load,
+                         "prompt_eval_count": tokens})
 
 
 # ------------------------------------------------------------ the rest
@@ -255,7 +295,8 @@ async def tags(request: Request) -> Response:
 
 async def ps(request: Request) -> Response:
     state: OllamaState = request.app.state.emulator
-    return JSONResponse({"models": [ps_entry(n, t) for n, t in state.loaded.items()]})
+    return JSONResponse({"models": [ps_entry(n, t, state.config.context_length)
+                                   for n, t in state.loaded.items()]})
 
 
 async def openai_models(request: Request) -> Response:
@@ -335,9 +376,12 @@ async def set_models(request: Request) -> Response:
 
 
 def create_app(models: list[str] | tuple[str, ...] = DEFAULT_MODELS, fault: dict | None = None,
-               chunk_delay: float = 0.0) -> Starlette:
-    """An Ollama emulator app; `fault` is an initial /_emulator/fault spec."""
-    state = OllamaState(list(models), fault=fault, chunk_delay=chunk_delay)
+               chunk_delay: float = 0.0, config: OllamaConfig | dict | None = None) -> Starlette:
+    """An Ollama emulator app; `fault` is an initial /_emulator/fault spec and `config`
+    initial /_emulator/config settings (also what /_emulator/reset restores)."""
+    if isinstance(config, dict):
+        config = apply_config(OllamaConfig(), config)
+    state = OllamaState(list(models), config=config, fault=fault, chunk_delay=chunk_delay)
     routes = [
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/api/version", version, methods=["GET"]),
@@ -345,6 +389,7 @@ def create_app(models: list[str] | tuple[str, ...] = DEFAULT_MODELS, fault: dict
         Route("/api/ps", ps, methods=["GET"]),
         Route("/api/show", show, methods=["POST"]),
         Route("/api/chat", chat, methods=["POST"]),
+        Route("/api/embed", embed, methods=["POST"]),
         Route("/api/pull", pull, methods=["POST"]),
         Route("/v1/models", openai_models, methods=["GET"]),
         Route("/_emulator/models", set_models, methods=["POST"]),
@@ -356,10 +401,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser("emulators.ollama", "Ollama API emulator", 11434)
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help="comma-separated installed models")
+    defaults = OllamaConfig()
+    for field in fields(OllamaConfig):      # one flag per /_emulator/config switch
+        default = getattr(defaults, field.name)
+        kind = {bool: int, type(None): int}.get(type(default), type(default))
+        parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=default,
+                            help=f"/_emulator/config {field.name} (default {default})")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    config = {f.name: getattr(args, f.name) for f in fields(OllamaConfig)}
     try:
-        app = create_app(models, fault=fault_from_args(args), chunk_delay=args.delay)
+        app = create_app(models, fault=fault_from_args(args), chunk_delay=args.delay,
+                         config=config)
     except ValueError as exc:
         parser.error(str(exc))
     run_cli(app, args.host, args.port)
