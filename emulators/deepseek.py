@@ -3,17 +3,49 @@
 Owns the DeepSeek-shaped endpoints: `POST /chat/completions` and
 `/v1/chat/completions` (JSON or SSE), `GET /models` and `/v1/models`, the
 bearer-key check and DeepSeek's error bodies
-`{"error": {"message", "type", "param", "code"}}`.  `deepseek-reasoner`
-answers with `reasoning_content`.  Faults, stats, token rules and the
-server runner come from `emulators._common`.
+`{"error": {"message", "type", "param", "code"}}`.  Faults, stats,
+`/_emulator/config`, token rules and the server runner come from
+`emulators._common`.
+
+Behaviour and sources (DeepSeek API docs, api-docs.deepseek.com):
+- "Create Chat Completion": `deepseek-reasoner` answers with
+  `reasoning_content` (`delta.reasoning_content` when streaming); `tools`
+  give `message.tool_calls` ([{"id", "type": "function", "function": {"name",
+  "arguments": "<JSON string>"}}], finish_reason "tool_calls"), arguments
+  generated from the first tool's parameter schema, when the last message is
+  the user's; `n` gives n choices.
+- "JSON Output": only `response_format: {"type": "json_object"}` exists, and
+  the system or user prompt must contain the word "json", else 400 "Prompt
+  must contain the word 'json' in some form to use 'response_format' of type
+  'json_object'." (wording from users' reports, e.g. vercel/ai#7913); the
+  content is then a JSON object.  `{"type": "json_schema"}` is 400 "This
+  response_format type is unavailable now" (llm-exe#662, bytedance/deer-flow
+  #545); older releases answered 422 "Failed to deserialize the JSON body into
+  the target type: response_format: response_format.type `json_schema` is
+  unavailable now" (browser-use#215) -> config `json_schema_status: 422`.
+- `max_tokens` outside the model's range is 400 "Invalid max_tokens value,
+  the valid range of max_tokens is [1, N]": N = 8192 for deepseek-chat
+  (DeepSeek-V3#69, openclaude#35), 65536 for deepseek-reasoner (aider#4125).
+- "Rate Limit": while a request waits for capacity the connection stays open
+  and gets keep-alives, "empty lines" for a non-stream request and SSE
+  `: keep-alive` comments for a stream, for up to 10 minutes.  Fault mode
+  `busy_keepalive` (`seconds`, 0 = until the client goes; `interval`,
+  default 1 s) sends the status and headers at once, then keep-alives, then
+  the answer; `keepalive` is the older mode (`delay` seconds, 0.5 s apart).
+- "Error Codes": 400 format, 401 auth, 402 balance, 422 parameters, 429 rate
+  limit, 500 server error, 503 overloaded (fault modes http_*).
 
 Run: python -m emulators.deepseek --port 8001 [--api-key KEY] [--fault MODE]
+
+How it fails: every bad request gets DeepSeek's status and error body; an
+emulator bug surfaces as a 500 from Starlette, never a hang.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 import time
 import uuid
 from typing import Any
@@ -24,17 +56,33 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from emulators._common import (
-    COMMON_FAULTS, REASONING_TEXT, EmulatorState, StreamPlan,
+    COMMON_FAULTS, REASONING_TEXT, EmulatorState, StreamPlan, apply_config,
     build_parser, count_prompt_tokens, emulator_app, count_words, early_fault,
-    fault_from_args, make_reply, nonstream_response, read_json, run_cli,
+    fault_from_args, make_reply, message_text, nonstream_response, read_json, run_cli,
     run_stream, split_chunks,
 )
+from emulators._content import instance_of
 
-__all__ = ["DEEPSEEK_FAULTS", "MODELS", "create_app", "error_body", "main"]
+__all__ = ["DEEPSEEK_FAULTS", "MAX_TOKENS", "MODELS", "DeepSeekConfig", "create_app",
+           "error_body", "main"]
 
 MODELS = ("deepseek-chat", "deepseek-reasoner")
-DEEPSEEK_FAULTS = COMMON_FAULTS | {"http_401", "http_402", "http_429", "keepalive"}
+MAX_TOKENS = {"deepseek-chat": 8192, "deepseek-reasoner": 65536}
+DEEPSEEK_FAULTS = COMMON_FAULTS | {"http_401", "http_402", "http_429", "keepalive",
+                                   "busy_keepalive"}
 FINGERPRINT = "fp_emulator_prod0820_fp8_kvcache"
+JSON_WORD = ("Prompt must contain the word 'json' in some form to use 'response_format' "
+             "of type 'json_object'.")
+DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
+
+
+@dataclass(frozen=True)
+class DeepSeekConfig:
+    json_schema_status: int = 400      # 422: releases before 2025 rejected json_schema so
+
+    def validate(self) -> None:
+        if self.json_schema_status not in (400, 422):
+            raise ValueError("json_schema_status must be 400 or 422")
 
 
 def error_body(message: str, type_: str, code: str = "invalid_request_error") -> dict:
@@ -64,8 +112,9 @@ def http_faults(key: str) -> dict[str, tuple[int, dict]]:
 
 
 class DeepSeekState(EmulatorState):
-    def __init__(self, api_key: str | None, models: tuple[str, ...], **kwargs: Any):
-        super().__init__(DEEPSEEK_FAULTS, **kwargs)
+    def __init__(self, api_key: str | None, models: tuple[str, ...],
+                 config: DeepSeekConfig | None = None, **kwargs: Any):
+        super().__init__(DEEPSEEK_FAULTS, config=config or DeepSeekConfig(), **kwargs)
         self.api_key, self.models = api_key, models
 
 
@@ -87,8 +136,9 @@ def max_tokens_of(body: dict) -> Any:
     return body.get("max_tokens") if value is None else value
 
 
-def validate(body: Any, err: str | None, models: tuple[str, ...]) -> JSONResponse | None:
-    """400 for bad JSON / unknown model, 422 for bad parameters."""
+def validate(body: Any, err: str | None, models: tuple[str, ...],
+             config: DeepSeekConfig = DeepSeekConfig()) -> JSONResponse | None:
+    """400 for bad JSON / unknown model / out-of-range values, 422 for bad types."""
     if err:
         return error(400, "Failed to parse the request body as JSON: expected value "
                           "at line 1 column 1")
@@ -110,21 +160,61 @@ def validate(body: Any, err: str | None, models: tuple[str, ...]) -> JSONRespons
     if temperature is not None and not (isinstance(temperature, (int, float))
                                         and 0 <= temperature <= 2):
         return error(422, "Invalid temperature value, the valid range of temperature is [0, 2]")
-    if max_tokens is not None and not (isinstance(max_tokens, int) and 1 <= max_tokens <= 65536):
-        return error(422, "Invalid max_tokens value, the valid range of max_tokens is [1, 65536]")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
+        return error(422, DESERIALIZE + "max_tokens: invalid type, expected u32")
+    limit = MAX_TOKENS.get(body["model"], 8192)
+    if max_tokens is not None and not 1 <= max_tokens <= limit:
+        return error(400, f"Invalid max_tokens value, the valid range of max_tokens is [1, {limit}]")
     if not isinstance(body.get("stream", False), bool):
-        return error(422, "Failed to deserialize the JSON body into the target type: "
-                          "stream: invalid type, expected a boolean")
+        return error(422, DESERIALIZE + "stream: invalid type, expected a boolean")
+    n = body.get("n", 1)
+    if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 16):
+        return error(422, DESERIALIZE + "n: invalid value, expected an integer in [1, 16]")
+    return response_format_error(body, config)
+
+
+def response_format_error(body: dict, config: DeepSeekConfig) -> JSONResponse | None:
+    """"JSON Output": json_object needs the word json; json_schema is unavailable."""
+    fmt = body.get("response_format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if fmt is None or kind == "text":
+        return None
+    if kind == "json_schema":
+        if config.json_schema_status == 422:
+            return error(422, DESERIALIZE + "response_format: response_format.type "
+                                            "`json_schema` is unavailable now")
+        return error(400, "This response_format type is unavailable now")
+    if kind != "json_object":
+        return error(422, DESERIALIZE + f"response_format.type: unknown variant `{kind}`, "
+                                        "expected `text` or `json_object`")
+    if not any("json" in message_text(m.get("content")).lower() for m in body["messages"]):
+        return error(400, JSON_WORD)
     return None
 
 
+def tool_calls_for(tools: list) -> list[dict]:
+    tool = tools[0] if isinstance(tools[0], dict) else {}
+    function = tool.get("function") if isinstance(tool.get("function"), dict) else {}
+    arguments = instance_of(function.get("parameters") or {"type": "object"})
+    return [{"index": 0, "id": f"call_0_{uuid.uuid4()}", "type": "function",
+             "function": {"name": function.get("name", "tool"),
+                          "arguments": json.dumps(arguments)}}]
+
+
 def generate(body: dict) -> dict:
-    """Deterministic answer: content, reasoning, finish_reason and usage."""
-    model = body["model"]
+    """Deterministic answer: content, reasoning, tool calls, finish_reason and usage."""
+    model, messages, tools = body["model"], body["messages"], body.get("tools")
+    fmt = body.get("response_format")
     content, finish = make_reply(model, max_tokens_of(body))
+    tool_calls: list[dict] = []
+    if tools and isinstance(tools, list) and messages[-1].get("role") == "user":
+        tool_calls, content, finish = tool_calls_for(tools), "", "tool_calls"
+    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        content = json.dumps({"reply": f"Hello from {model}."})
     reasoning = REASONING_TEXT if model == "deepseek-reasoner" else ""
-    prompt, reasoning_tokens = count_prompt_tokens(body["messages"]), count_words(reasoning)
+    prompt, reasoning_tokens = count_prompt_tokens(messages, tools), count_words(reasoning)
     completion = reasoning_tokens + count_words(content)
+    completion += count_words(json.dumps(tool_calls)) if tool_calls else 0
     usage = {"prompt_tokens": prompt, "completion_tokens": completion,
              "total_tokens": prompt + completion,
              "prompt_tokens_details": {"cached_tokens": 0},
@@ -132,17 +222,22 @@ def generate(body: dict) -> dict:
              "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
             "model": model, "content": content, "reasoning": reasoning,
-            "finish_reason": finish, "usage": usage}
+            "tool_calls": tool_calls, "finish_reason": finish, "usage": usage,
+            "n": body.get("n", 1)}
 
 
 def completion_body(result: dict) -> dict:
-    message = {"role": "assistant", "content": result["content"]}
+    message: dict[str, Any] = {"role": "assistant", "content": result["content"]}
     if result["reasoning"]:
         message["reasoning_content"] = result["reasoning"]
+    if result["tool_calls"]:
+        message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"}
+                                 for call in result["tool_calls"]]
     return {"id": result["id"], "object": "chat.completion", "created": result["created"],
             "model": result["model"],
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": result["finish_reason"]}],
+            "choices": [{"index": i, "message": message, "logprobs": None,
+                         "finish_reason": result["finish_reason"]}
+                        for i in range(result["n"])],
             "usage": result["usage"], "system_fingerprint": FINGERPRINT}
 
 
@@ -153,7 +248,8 @@ def sse(obj: Any) -> bytes:
 def stream_plan(result: dict, include_usage: bool) -> StreamPlan:
     def chunk(delta: dict | None, finish: str | None = None, **extra: Any) -> bytes:
         choices = [] if delta is None else [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
+            for i in range(result["n"])]
         return sse({"id": result["id"], "object": "chat.completion.chunk",
                     "created": result["created"], "model": result["model"],
                     "system_fingerprint": FINGERPRINT, "choices": choices, **extra})
@@ -162,6 +258,8 @@ def stream_plan(result: dict, include_usage: bool) -> StreamPlan:
     deltas = [{"content": None, "reasoning_content": w} for w in split_chunks(result["reasoning"])]
     deltas += [{"content": w, **({"reasoning_content": None} if reasoner else {})}
                for w in split_chunks(result["content"])]
+    if result["tool_calls"]:
+        deltas.append({"content": None, "tool_calls": result["tool_calls"]})
     if deltas:
         deltas[0] = {"role": "assistant", **deltas[0]}
     tail = [chunk({"content": ""}, result["finish_reason"])]
@@ -181,7 +279,7 @@ async def chat_completions(request: Request) -> Response:
     if denied:
         return denied
     body, err = await read_json(request)
-    invalid = validate(body, err, state.models)
+    invalid = validate(body, err, state.models, state.config)
     if isinstance(body, dict) and isinstance(body.get("model"), str):
         state.stats.record_chat(body["model"], body)
     if invalid:
@@ -214,9 +312,13 @@ async def list_models(request: Request) -> Response:
 
 
 def create_app(api_key: str | None = None, models: tuple[str, ...] = MODELS,
-               fault: dict | None = None, chunk_delay: float = 0.0) -> Starlette:
+               fault: dict | None = None, chunk_delay: float = 0.0,
+               config: DeepSeekConfig | dict | None = None) -> Starlette:
     """A DeepSeek emulator app; with `api_key` set, requests need that bearer key."""
-    state = DeepSeekState(api_key, tuple(models), fault=fault, chunk_delay=chunk_delay)
+    if isinstance(config, dict):
+        config = apply_config(DeepSeekConfig(), config)
+    state = DeepSeekState(api_key, tuple(models), config=config, fault=fault,
+                          chunk_delay=chunk_delay)
     routes = [
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -229,9 +331,12 @@ def create_app(api_key: str | None = None, models: tuple[str, ...] = MODELS,
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser("emulators.deepseek", "DeepSeek API emulator", 8001)
     parser.add_argument("--api-key", default=None, help="require this bearer key")
+    parser.add_argument("--json-schema-status", type=int, default=400,
+                        help="/_emulator/config json_schema_status: 400 (now) or 422 (older)")
     args = parser.parse_args(argv)
     try:
-        app = create_app(args.api_key, fault=fault_from_args(args), chunk_delay=args.delay)
+        app = create_app(args.api_key, fault=fault_from_args(args), chunk_delay=args.delay,
+                         config={"json_schema_status": args.json_schema_status})
     except ValueError as exc:
         parser.error(str(exc))
     run_cli(app, args.host, args.port)
