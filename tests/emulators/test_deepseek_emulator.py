@@ -122,7 +122,7 @@ def test_request_errors(client):
     assert unknown.status_code == 400 and unknown.json()["error"]["message"] == "Model Not Exist"
     assert client.post("/chat/completions", json={"model": "deepseek-chat"}).status_code == 422
     assert chat(client, temperature=3).status_code == 422
-    assert chat(client, max_tokens=0).status_code == 422
+    assert chat(client, max_tokens=0).status_code == 400
 
 
 @pytest.mark.parametrize("mode,status,message", [

@@ -72,18 +72,17 @@ def test_simple_endpoints(client):
     assert openai_ids == list(ollama.DEFAULT_MODELS)
 
 
-@pytest.mark.parametrize("model,key,ctx,thinking", [
-    ("qwen2.5:7b", "qwen2.context_length", 32768, False),
-    ("llama3.2:3b", "llama.context_length", 131072, False),
-    ("mistral:7b", "llama.context_length", 32768, False),
-    ("deepseek-r1:7b", "qwen2.context_length", 131072, True),
+@pytest.mark.parametrize("model,key,ctx,capabilities", [
+    ("qwen2.5:7b", "qwen2.context_length", 32768, ["completion", "tools"]),
+    ("llama3.2:3b", "llama.context_length", 131072, ["completion", "tools"]),
+    ("mistral:7b", "llama.context_length", 32768, ["completion", "tools"]),
+    ("deepseek-r1:7b", "qwen2.context_length", 131072, ["completion", "thinking"]),
 ])
-def test_show(client, model, key, ctx, thinking):
+def test_show(client, model, key, ctx, capabilities):
     body = client.post("/api/show", json={"model": model}).json()
     assert body["model_info"][key] == ctx
     assert {"modelfile", "parameters", "template", "details"} <= set(body)
-    assert ("thinking" in body["capabilities"]) is thinking
-    assert "tools" in body["capabilities"]
+    assert body["capabilities"] == capabilities
 
 
 def test_show_unknown_model(client):
@@ -119,6 +118,12 @@ def test_deepseek_r1_thinking(client):
     assert thinking == "Let me think step by step."
     assert content == "Hello from deepseek-r1:7b." + " word" * 8
     assert lines[-1]["eval_count"] == 6 + 11
+    body = chat(client, "deepseek-r1:7b", stream=False).json()     # think defaults to true
+    assert body["message"]["thinking"] == "Let me think step by step."
+    assert body["message"]["content"] == "Hello from deepseek-r1:7b." + " word" * 8
+    off = chat(client, "deepseek-r1:7b", stream=False, think=False).json()
+    assert "thinking" not in off["message"] and off["eval_count"] == 11
+    client.post("/_emulator/config", json={"think_format": "inline"}).raise_for_status()
     body = chat(client, "deepseek-r1:7b", stream=False).json()
     assert body["message"]["content"].startswith(
         "<think>\nLet me think step by step.\n</think>\n\nHello from deepseek-r1:7b.")
