@@ -1,0 +1,149 @@
+"""The DeepSeek emulator behaves like api.deepseek.com (issue 11 points 1-3, tools, n)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from emulators import serve_in_thread
+from emulators import deepseek
+
+KEY = "sk-test-emulator-1234"
+USER = [{"role": "user", "content": "Say hello please"}]
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {
+    "type": "object", "required": ["query", "limit"],
+    "properties": {"query": {"type": "string"}, "limit": {"type": "integer", "maximum": 0}}}}}
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = serve_in_thread(deepseek.create_app(api_key=KEY))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=10,
+                      headers={"Authorization": f"Bearer {KEY}"}) as c:
+        c.post("/_emulator/reset").raise_for_status()
+        yield c
+
+
+def chat(client, model="deepseek-chat", messages=USER, **extra):
+    return client.post("/chat/completions", json={"model": model, "messages": messages, **extra})
+
+
+def error_of(response) -> tuple[int, dict]:
+    return response.status_code, response.json()["error"]
+
+
+def invalid(message: str) -> dict:
+    return {"message": message, "type": "invalid_request_error", "param": None,
+            "code": "invalid_request_error"}
+
+
+# ---------------------------------------------------------- JSON Output
+SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+
+
+def test_json_schema_is_400_unavailable(client):
+    assert error_of(chat(client, response_format=SCHEMA_FORMAT)) == (
+        400, invalid("This response_format type is unavailable now"))
+
+
+def test_json_schema_is_422_in_the_older_mode(client):
+    client.post("/_emulator/config", json={"json_schema_status": 422}).raise_for_status()
+    status, body = error_of(chat(client, response_format=SCHEMA_FORMAT))
+    assert status == 422 and "`json_schema` is unavailable now" in body["message"]
+    client.post("/_emulator/reset").raise_for_status()
+    assert chat(client, response_format=SCHEMA_FORMAT).status_code == 400
+
+
+def test_json_object_needs_the_word_json_in_the_prompt(client):
+    assert error_of(chat(client, response_format={"type": "json_object"})) == (400, invalid(
+        "Prompt must contain the word 'json' in some form to use 'response_format' "
+        "of type 'json_object'."))
+    messages = [{"role": "system", "content": "Answer in JSON."}, *USER]
+    response = chat(client, messages=messages, response_format={"type": "json_object"})
+    assert response.status_code == 200
+    assert json.loads(response.json()["choices"][0]["message"]["content"]) == {
+        "reply": "Hello from deepseek-chat."}
+
+
+# ------------------------------------------------------------ max_tokens
+@pytest.mark.parametrize("model,limit", [("deepseek-chat", 8192), ("deepseek-reasoner", 65536)])
+def test_max_tokens_outside_the_models_range_is_400(client, model, limit):
+    assert chat(client, model, max_tokens=limit).status_code == 200
+    for value in (limit + 1, 0):
+        assert error_of(chat(client, model, max_tokens=value)) == (400, invalid(
+            f"Invalid max_tokens value, the valid range of max_tokens is [1, {limit}]"))
+    assert chat(client, model, max_tokens="many").status_code == 422
+
+
+# ---------------------------------------------------------- keep-alive
+def test_busy_keepalive_stream_sends_comments_then_the_answer(client):
+    client.post("/_emulator/fault", json={"mode": "busy_keepalive", "seconds": 1.0,
+                                          "interval": 0.3}).raise_for_status()
+    started = time.monotonic()
+    with client.stream("POST", "/chat/completions",
+                       json={"model": "deepseek-chat", "messages": USER, "stream": True}) as r:
+        headers_after = time.monotonic() - started
+        assert r.status_code == 200
+        lines = [line for line in r.iter_lines() if line]
+    comments = [line for line in lines if line == ": keep-alive"]
+    assert headers_after < 0.5 and len(comments) == 5         # at 0, .3, .6, .9 and 1.0 s
+    assert lines[:5] == comments and lines[-1] == "data: [DONE]"
+    assert time.monotonic() - started >= 0.9
+
+
+def test_busy_keepalive_nonstream_sends_blank_lines_then_the_json(client):
+    client.post("/_emulator/fault", json={"mode": "busy_keepalive", "seconds": 0.5,
+                                          "interval": 0.2}).raise_for_status()
+    response = chat(client)
+    assert response.status_code == 200 and response.text.startswith("\n\n\n\n{")
+    assert response.json()["choices"][0]["finish_reason"] == "stop"
+
+
+def test_busy_keepalive_for_ever_until_the_client_goes(client):
+    client.post("/_emulator/fault", json={"mode": "busy_keepalive", "seconds": 0,
+                                          "interval": 0.1}).raise_for_status()
+    started, received = time.monotonic(), b""
+    with client.stream("POST", "/chat/completions",
+                       json={"model": "deepseek-chat", "messages": USER}) as r:
+        assert r.status_code == 200
+        for part in r.iter_raw():
+            received += part
+            if time.monotonic() - started > 1.0:
+                break
+    assert received and set(received) == {ord("\n")}             # nothing but blank lines
+
+
+# --------------------------------------------------------------- tools, n
+def test_tool_calls_follow_the_tools_schema(client):
+    body = chat(client, tools=[TOOL]).json()
+    choice = body["choices"][0]
+    call = choice["message"]["tool_calls"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] == ""
+    assert call["type"] == "function" and call["function"]["name"] == "lookup"
+    jsonschema.validate(json.loads(call["function"]["arguments"]), TOOL["function"]["parameters"])
+    followup = [*USER, {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call["id"], "content": "42"}]
+    after = chat(client, messages=followup, tools=[TOOL]).json()["choices"][0]
+    assert after["finish_reason"] == "stop" and after["message"]["content"].startswith("Hello")
+
+
+def test_openai_sdk_reads_streamed_tool_calls_and_n_choices(server):
+    sdk = openai.OpenAI(base_url=server.url, api_key=KEY, max_retries=0)
+    stream = sdk.chat.completions.create(model="deepseek-chat", messages=USER, tools=[TOOL],
+                                         stream=True)
+    calls = [tc for chunk in stream if chunk.choices for tc in chunk.choices[0].delta.tool_calls or []]
+    assert [c.function.name for c in calls] == ["lookup"]
+    assert json.loads(calls[0].function.arguments) == {"query": "query", "limit": 0}
+    many = sdk.chat.completions.create(model="deepseek-chat", messages=USER, n=3)
+    assert [c.index for c in many.choices] == [0, 1, 2]
