@@ -4,10 +4,10 @@ Owns:
 - the fault model (`Fault`, `FaultState`), request statistics (`Stats`) and
   switchable settings (`apply_config`), bundled in `EmulatorState`, plus the
   `/_emulator/*` control routes (fault, config, stats, reset);
-- fault-aware response helpers: `early_fault` (HTTP errors, hang, an error
-  status before the first byte), `run_stream` (streaming faults, pacing,
-  keep-alives) and `nonstream_response`.
+- the request helpers `read_json` and `emulator_app` (routes + control
+  routes + request counting).
 
+What a fault does to one answer lives in `emulators._responses`.
 Deterministic content (token rules, replies, schema instances) lives in
 `emulators._content`, running a server in `emulators._server`; both are
 re-exported here for the tests that import them from this module.
@@ -19,18 +19,16 @@ unchanged.  Nothing here catches errors of the wire-format modules.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, Iterable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators._content import (
@@ -43,17 +41,16 @@ from emulators._server import (
 
 __all__ = [
     "COMMON_FAULTS", "DEFAULT_WORDS", "REASONING_TEXT", "EmulatorState", "Fault",
-    "FaultState", "RunningServer", "Stats", "StatsMiddleware", "StreamPlan", "apply_config",
-    "build_parser", "control_routes", "count_prompt_tokens", "count_words",
-    "early_fault", "fault_from_args", "make_reply", "message_text", "nonstream_response",
-    "read_json", "run_cli", "run_stream", "serve_in_thread", "split_chunks",
+    "FaultState", "RunningServer", "Stats", "StatsMiddleware", "apply_config",
+    "build_parser", "control_routes", "count_prompt_tokens", "count_words", "emulator_app",
+    "fault_from_args", "make_reply", "message_text", "read_json", "run_cli",
+    "serve_in_thread", "split_chunks",
 ]
 
 COMMON_FAULTS = frozenset({
     "none", "http_500", "http_503", "hang", "slow", "cut",
     "error_before_first_token", "error_mid_stream", "malformed",
 })
-KEEPALIVE_INTERVAL = 0.5
 
 
 # ---------------------------------------------------------- faults/stats
@@ -266,135 +263,3 @@ def emulator_app(routes: list[Route], state: EmulatorState) -> Starlette:
                     middleware=[Middleware(StatsMiddleware, stats=state.stats)])
     app.state.emulator = state
     return app
-
-
-CUT_AFTER = 0.05  # seconds between a stream's last token and the dropped connection (mode "cut")
-
-
-# ------------------------------------------------------ fault responses
-async def hang(request: Request) -> None:
-    """Never answer: wait until the client goes away (or the task is cancelled)."""
-    while not await request.is_disconnected():
-        await asyncio.sleep(0.05)
-
-
-async def abort_connection(request: Request) -> None:
-    """Close the TCP connection now, without finishing the response."""
-    cycle = getattr(request.receive, "__self__", None)   # uvicorn's request cycle
-    transport = getattr(cycle, "transport", None)
-    if transport is None:
-        raise ConnectionAbortedError("emulator cut")     # server drops it for us
-    transport.close()
-    for _ in range(200):                                 # until uvicorn notices
-        if getattr(cycle, "disconnected", True):
-            return
-        await asyncio.sleep(0.01)
-
-
-async def early_fault(request: Request, fault: Fault,
-                      http_errors: dict[str, tuple[int, Any]],
-                      status_body: Any = None) -> Response | None:
-    """Answer for faults that act before any generation; None otherwise.
-
-    `error_status_before_first_token` answers `fault.status` with `status_body`:
-    what a server sends when it fails before writing its first byte.
-    """
-    if fault.mode in http_errors:
-        status, body = http_errors[fault.mode]
-        return JSONResponse(body, status_code=status)
-    if fault.mode == "error_status_before_first_token":
-        return JSONResponse(status_body, status_code=fault.status)
-    if fault.mode == "hang":
-        await hang(request)
-        return Response(status_code=204)
-    return None
-
-
-@dataclass
-class StreamPlan:
-    chunks: list[bytes]        # one per generated word
-    tail: list[bytes]          # final line(s): done line, usage, [DONE]
-    error: bytes               # an in-stream error line/event
-    malformed: bytes           # something that is not valid JSON
-    keepalive: bytes = b""     # filler while "queued" (keepalive faults)
-
-
-async def _fillers(seconds: float, filler: bytes, interval: float = KEEPALIVE_INTERVAL,
-                   forever: bool = False) -> AsyncIterator[bytes]:
-    """`filler` now and every `interval` for `seconds` (or until cancelled)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        yield filler
-        left = interval if forever else deadline - time.monotonic()
-        if left <= 0:
-            return
-        await asyncio.sleep(min(interval, left))
-
-
-def _keepalives(fault: Fault, filler: bytes) -> AsyncIterator[bytes] | None:
-    """The keep-alive fillers of the keepalive/busy_keepalive faults, else None."""
-    if fault.mode == "keepalive":
-        return _fillers(fault.delay, filler)
-    if fault.mode == "busy_keepalive":
-        seconds = fault.delay if fault.seconds is None else fault.seconds
-        return _fillers(seconds, filler, fault.interval, forever=seconds == 0)
-    return None
-
-
-async def run_stream(request: Request, plan: StreamPlan, fault: Fault,
-                     chunk_delay: float = 0.0) -> AsyncIterator[bytes]:
-    """Yield the planned stream, bent by the fault, `chunk_delay` s between chunks."""
-    mode = fault.mode
-    if mode in ("error_before_first_token", "malformed"):
-        yield plan.error if mode == "error_before_first_token" else plan.malformed
-        return
-    if mode == "slow":
-        await asyncio.sleep(fault.delay)
-    fillers = _keepalives(fault, plan.keepalive)
-    if fillers is not None:
-        async for filler in fillers:
-            yield filler
-    limited = mode in ("cut", "error_mid_stream")
-    for i, chunk in enumerate(plan.chunks):
-        if limited and i >= fault.after_tokens:
-            break
-        if i and chunk_delay:
-            await asyncio.sleep(chunk_delay)
-        yield chunk
-    if mode == "cut":
-        # A runner dies between tokens, not in the same packet as the last one: let what was sent
-        # arrive before the connection drops (data arriving together with the reset may be lost
-        # by the client's HTTP stack, aiohttp's included, before it is read).
-        await asyncio.sleep(CUT_AFTER)
-        await abort_connection(request)
-        return
-    if mode == "error_mid_stream":
-        yield plan.error
-        return
-    for line in plan.tail:
-        yield line
-
-
-async def nonstream_response(request: Request, fault: Fault, body: dict, *,
-                             error: tuple[int, Any], malformed: bytes,
-                             filler: bytes = b"\n") -> Response:
-    """A complete JSON answer, bent by the fault."""
-    mode = fault.mode
-    if mode == "cut":
-        await abort_connection(request)
-        return Response(status_code=204)
-    if mode in ("error_before_first_token", "error_mid_stream"):
-        return JSONResponse(error[1], status_code=error[0])
-    if mode == "malformed":
-        return Response(malformed, media_type="application/json")
-    if mode == "slow":
-        await asyncio.sleep(fault.delay)
-    payload = json.dumps(body).encode()
-    fillers = _keepalives(fault, filler)
-    if fillers is not None:
-        async def blanks_then_body() -> AsyncIterator[bytes]:
-            async for blank in fillers:
-                yield blank
-            yield payload
-        return StreamingResponse(blanks_then_body(), media_type="application/json")
-    return Response(payload, media_type="application/json")

@@ -56,11 +56,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from emulators._common import (
-    COMMON_FAULTS, REASONING_TEXT, EmulatorState, StreamPlan, apply_config,
-    build_parser, count_prompt_tokens, emulator_app, count_words, early_fault,
-    fault_from_args, make_reply, message_text, nonstream_response, read_json, run_cli,
-    run_stream, split_chunks,
+    COMMON_FAULTS, REASONING_TEXT, EmulatorState, apply_config, build_parser,
+    count_prompt_tokens, count_words, emulator_app, fault_from_args, make_reply, message_text,
+    read_json, run_cli, split_chunks,
 )
+from emulators._responses import StreamPlan, early_fault, nonstream_response, run_stream
 from emulators._content import instance_of
 
 __all__ = ["DEEPSEEK_FAULTS", "MAX_TOKENS", "MODELS", "DeepSeekConfig", "create_app",
@@ -164,7 +164,8 @@ def validate(body: Any, err: str | None, models: tuple[str, ...],
         return error(422, DESERIALIZE + "max_tokens: invalid type, expected u32")
     limit = MAX_TOKENS.get(body["model"], 8192)
     if max_tokens is not None and not 1 <= max_tokens <= limit:
-        return error(400, f"Invalid max_tokens value, the valid range of max_tokens is [1, {limit}]")
+        return error(400, "Invalid max_tokens value, the valid range of max_tokens is "
+                          f"[1, {limit}]")
     if not isinstance(body.get("stream", False), bool):
         return error(422, DESERIALIZE + "stream: invalid type, expected a boolean")
     n = body.get("n", 1)

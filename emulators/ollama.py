@@ -1,9 +1,10 @@
 """Ollama HTTP API emulator (wire format of Ollama 0.12).
 
-Owns the Ollama-shaped endpoints: `/`, `/api/version`, `/api/tags`,
-`/api/ps`, `/api/show`, `/api/chat` (NDJSON stream or single JSON),
-`/api/embed`, `/api/pull` (progress lines), `/v1/models`, plus the
-Ollama-only control endpoint `POST /_emulator/models`.  Faults, stats and
+Owns the inference endpoints `/api/chat` (NDJSON stream or single JSON) and
+`/api/embed`, the app factory and the CLI.  The model-management endpoints
+(`/`, `/api/version`, `/api/tags`, `/api/ps`, `/api/show`, `/api/pull`,
+`/v1/models`, `POST /_emulator/models`) live in `emulators.ollama_registry`.
+Faults, stats and
 `/_emulator/config` come from `emulators._common`; the runner slots from
 `emulators._runner`; the models from `emulators.ollama_models`; what a chat
 generates (and how fast) from `emulators.ollama_generate`.
@@ -41,49 +42,38 @@ import asyncio
 import hashlib
 import json
 import math
-import re
 import struct
 import sys
 from dataclasses import fields
-from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from emulators._common import (
-    COMMON_FAULTS, EmulatorState, apply_config, build_parser, emulator_app, early_fault,
-    fault_from_args, nonstream_response, read_json, run_cli, run_stream,
+    COMMON_FAULTS, EmulatorState, apply_config, build_parser, emulator_app, fault_from_args,
+    read_json, run_cli,
 )
-from emulators._content import count_text_tokens, message_text
+from emulators._content import count_text_tokens
+from emulators._responses import early_fault, nonstream_response, run_stream
 from emulators._runner import ClientGone, QueueFull, Slots, until_disconnect
 from emulators.ollama_generate import (
-    RUNNER_ERROR, THINK_VALUES, OllamaConfig, generate, ndjson, nonstream_body, stream_plan,
-    timings,
+    RUNNER_ERROR, THINK_VALUES, OllamaConfig, generate, nonstream_body, stream_plan, timings,
 )
 from emulators.ollama_models import (
-    CATALOGUE, DEFAULT_MODELS, canonical, details, digest_of, missing_capabilities, show_body,
-    spec_of,
+    CATALOGUE, DEFAULT_MODELS, canonical, missing_capabilities, spec_of,
+)
+from emulators.ollama_registry import (
+    VERSION, error, now_iso, openai_models, ps, pull, root, set_models, show, tags, version,
 )
 
 __all__ = ["BUSY_ERROR", "CATALOGUE", "DEFAULT_MODELS", "OLLAMA_FAULTS", "VERSION",
            "OllamaConfig", "create_app", "main"]
 
-VERSION = "0.12.6"
 OLLAMA_FAULTS = COMMON_FAULTS | {"http_404", "error_status_before_first_token"}
 BUSY_ERROR = "server busy, please try again.  maximum pending requests exceeded"
-PULL_ERROR = "pull model manifest: file does not exist"
-
-
-def now_iso(delta: float = 0.0) -> str:
-    moment = datetime.now(timezone.utc) + timedelta(seconds=delta)
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 class OllamaState(EmulatorState):
@@ -104,17 +94,6 @@ class OllamaState(EmulatorState):
         super().reset()
         self.set_models(self.initial_models)
         self.slots.wake()
-
-
-# ----------------------------------------------------------- model info
-def tag_entry(name: str, modified_at: str) -> dict:
-    return {"name": name, "model": name, "modified_at": modified_at,
-            "size": spec_of(name).size, "digest": digest_of(name), "details": details(name)}
-
-
-def ps_entry(name: str, expires_at: str, context_length: int) -> dict:
-    entry = {k: v for k, v in tag_entry(name, "").items() if k != "modified_at"}
-    return {**entry, "expires_at": expires_at, "size_vram": 0, "context_length": context_length}
 
 
 # ----------------------------------------------------------------- chat
@@ -260,10 +239,10 @@ async def embed(request: Request) -> Response:
     if not isinstance(model, str) or not model:
         return error(400, "model is required")
     state.stats.record_chat(model, body)
-    inputs = [given] if isinstance(given, str) and given else given if isinstance(given, list) else []
     if given is not None and not isinstance(given, str) and not (
             isinstance(given, list) and all(isinstance(i, str) for i in given)):
         return error(400, "invalid input type")
+    inputs = [given] if isinstance(given, str) and given else list(given or [])
     if canonical(model) not in state.installed:
         return error(404, f"model '{model}' not found")
     missing = missing_capabilities(model, ["embedding"])
@@ -277,102 +256,6 @@ async def embed(request: Request) -> Response:
     return JSONResponse({"model": model, "embeddings": [embedding(t, size) for t in inputs],
                          "total_duration": load + tokens * 500_000, "load_duration": load,
                          "prompt_eval_count": tokens})
-
-
-# ------------------------------------------------------------ the rest
-async def root(request: Request) -> Response:
-    return PlainTextResponse("Ollama is running")
-
-
-async def version(request: Request) -> Response:
-    return JSONResponse({"version": VERSION})
-
-
-async def tags(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
-    return JSONResponse({"models": [tag_entry(n, t) for n, t in state.installed.items()]})
-
-
-async def ps(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
-    return JSONResponse({"models": [ps_entry(n, t, state.config.context_length)
-                                   for n, t in state.loaded.items()]})
-
-
-async def openai_models(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
-    return JSONResponse({"object": "list", "data": [
-        {"id": n, "object": "model", "created": 1700000000, "owned_by": "library"}
-        for n in state.installed]})
-
-
-async def named_request(request: Request) -> tuple[dict, str, Response | None]:
-    """Body and model name of /api/show or /api/pull, or a 400 response."""
-    body, err = await read_json(request)
-    if err or not isinstance(body, dict):
-        return {}, "", error(400, "missing request body" if err == "empty" else "invalid JSON")
-    name = body.get("model") or body.get("name")
-    if not isinstance(name, str) or not name:
-        return body, "", error(400, "model is required")
-    return body, name, None
-
-
-async def show(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
-    body, name, invalid = await named_request(request)
-    if invalid:
-        return invalid
-    if canonical(name) not in state.installed:
-        return error(404, f"model '{name}' not found")
-    return JSONResponse(show_body(canonical(name), state.installed[canonical(name)]))
-
-
-def pullable(name: str) -> bool:
-    return name in CATALOGUE or (
-        "doesnotexist" not in name
-        and re.fullmatch(r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+", name) is not None)
-
-
-def pull_lines(name: str) -> list[dict]:
-    total, digest = spec_of(name).size, f"sha256:{digest_of(name)}"
-    lines = [{"status": f"pulling {digest[7:19]}", "digest": digest, "total": total,
-               "completed": total * k // 4} for k in range(5)]
-    return lines + [{"status": s} for s in ("verifying sha256 digest", "writing manifest")]
-
-
-async def pull(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
-    body, name, invalid = await named_request(request)
-    if invalid:
-        return invalid
-    name, ok = canonical(name), pullable(canonical(name))
-    if body.get("stream", True) is False:
-        if not ok:
-            return error(500, PULL_ERROR)
-        state.installed[name] = now_iso()
-        return JSONResponse({"status": "success"})
-
-    async def progress():
-        yield ndjson({"status": "pulling manifest"})
-        if not ok:
-            yield ndjson({"error": PULL_ERROR})
-            return
-        for line in pull_lines(name):
-            yield ndjson(line)
-        state.installed[name] = now_iso()
-        yield ndjson({"status": "success"})
-
-    return StreamingResponse(progress(), media_type="application/x-ndjson")
-
-
-async def set_models(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
-    body, err = await read_json(request)
-    models = body.get("models") if isinstance(body, dict) else None
-    if err or not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        return error(400, 'expected {"models": [names]}')
-    state.set_models(models)
-    return JSONResponse({"models": list(state.installed)})
 
 
 def create_app(models: list[str] | tuple[str, ...] = DEFAULT_MODELS, fault: dict | None = None,

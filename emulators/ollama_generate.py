@@ -45,15 +45,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from emulators._common import StreamPlan
+from emulators._responses import StreamPlan
 from emulators._content import (
     DEFAULT_WORDS, REASONING_TEXT, count_message_tokens, count_tool_tokens, count_words,
     instance_of, make_reply, split_chunks,
 )
 from emulators.ollama_models import spec_of
 
-__all__ = ["RUNNER_ERROR", "OllamaConfig", "evaluated_tokens", "generate", "nonstream_body",
-           "options_of", "stream_plan", "timings"]
+__all__ = ["RUNNER_ERROR", "THINK_VALUES", "OllamaConfig", "evaluated_tokens", "generate",
+           "ndjson", "nonstream_body", "options_of", "stream_plan", "timings"]
 
 RUNNER_ERROR = "llama runner process has terminated: exit status 2"
 THINK_VALUES = (True, "low", "medium", "high", "max")
