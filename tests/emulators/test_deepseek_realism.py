@@ -147,3 +147,47 @@ def test_openai_sdk_reads_streamed_tool_calls_and_n_choices(server):
     assert json.loads(calls[0].function.arguments) == {"query": "query", "limit": 0}
     many = sdk.chat.completions.create(model="deepseek-chat", messages=USER, n=3)
     assert [c.index for c in many.choices] == [0, 1, 2]
+
+
+# ------------------------------------------------- Anthropic-format endpoint
+def messages(client, stream=False, **body):
+    body = {"max_tokens": 100, "messages": USER, "model": "deepseek-chat", **body}
+    return client.post("/anthropic/v1/messages", json={**body, "stream": stream},
+                       headers={"x-api-key": KEY, "Authorization": ""})
+
+
+def test_anthropic_messages_answer_in_anthropics_format(client):
+    body = messages(client, model="deepseek-reasoner", system="Be brief.").json()
+    assert (body["type"], body["role"], body["stop_reason"]) == ("message", "assistant", "end_turn")
+    assert [b["type"] for b in body["content"]] == ["thinking", "text"]
+    assert body["content"][0]["thinking"] == "Let me think step by step."
+    assert body["content"][1]["text"] == "Hello from deepseek-reasoner." + " word" * 8
+    assert body["usage"] == {"input_tokens": 8 + 7, "output_tokens": 6 + 11}
+    assert messages(client, max_tokens=2).json()["stop_reason"] == "max_tokens"
+
+
+def test_anthropic_messages_map_claude_names_and_reject_others(client):
+    assert messages(client, model="claude-sonnet-4-5").json()["model"] == "deepseek-chat"
+    rejected = messages(client, model="gpt-4o")
+    assert rejected.status_code == 400 and rejected.json()["type"] == "error"
+    unauthorised = client.post("/anthropic/v1/messages", headers={"x-api-key": "sk-wrong",
+                                                                  "Authorization": ""},
+                               json={"model": "deepseek-chat", "max_tokens": 5, "messages": USER})
+    assert unauthorised.status_code == 401
+    assert unauthorised.json()["error"]["type"] == "authentication_error"
+    assert messages(client, max_tokens=None).status_code == 400
+
+
+def test_anthropic_messages_tool_use_and_stream_events(client):
+    tool = {"name": "lookup", "input_schema": TOOL["function"]["parameters"]}
+    body = messages(client, tools=[tool]).json()
+    assert body["stop_reason"] == "tool_use" and body["content"][0]["type"] == "tool_use"
+    jsonschema.validate(body["content"][0]["input"], tool["input_schema"])
+    with client.stream("POST", "/anthropic/v1/messages", headers={"x-api-key": KEY},
+                       json={"model": "deepseek-chat", "max_tokens": 50, "messages": USER,
+                             "stream": True}) as response:
+        events = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]
+        assert response.headers["content-type"].startswith("text/event-stream")
+    assert events[:2] == ["message_start", "content_block_start"]
+    assert events.count("content_block_delta") == 11
+    assert events[-3:] == ["content_block_stop", "message_delta", "message_stop"]
