@@ -191,7 +191,11 @@ class EmulatorState:
     def reset(self) -> None:
         self.stats.reset()
         self.faults.clear()
-        self.config = self.initial_config
+        self.set_config(self.initial_config)
+
+    def set_config(self, config: Any) -> None:
+        """Make `config` current (subclasses react, e.g. wake queued requests)."""
+        self.config = config
 
 
 class StatsMiddleware:
@@ -234,7 +238,7 @@ def control_routes(state: EmulatorState) -> list[Route]:
     async def set_config(request: Request) -> Response:
         body, err = await read_json(request)
         try:
-            state.config = apply_config(state.config, body if err is None else None)
+            state.set_config(apply_config(state.config, body if err is None else None))
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"config": asdict(state.config)})

@@ -31,7 +31,7 @@ from emulators._responses import StreamPlan
 
 __all__ = ["DEEPSEEK_FAULTS", "MAX_TOKENS", "MODELS", "DeepSeekConfig", "auth_message",
            "completion_body", "error", "error_body", "generate", "http_faults",
-           "max_tokens_of", "presented_key", "stream_plan", "validate"]
+           "logprobs_of", "max_tokens_of", "presented_key", "stream_plan", "validate"]
 
 MODELS = ("deepseek-chat", "deepseek-reasoner")
 MAX_TOKENS = {"deepseek-chat": 8192, "deepseek-reasoner": 65536}
@@ -176,7 +176,23 @@ def generate(body: dict) -> dict:
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
             "model": model, "content": content, "reasoning": reasoning,
             "tool_calls": tool_calls, "finish_reason": finish, "usage": usage,
-            "n": body.get("n", 1)}
+            "n": body.get("n", 1),
+            "top_logprobs": body.get("top_logprobs") or 0 if body.get("logprobs") else None}
+
+
+def logprobs_of(result: dict, text: str) -> dict | None:
+    """OpenAI-shaped `logprobs` for `text` (one entry per word, log-probability 0)."""
+    top = result["top_logprobs"]
+    if top is None or not text:
+        return None
+
+    def entry(token: str, logprob: float) -> dict:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {"content": [{**entry(w, 0.0), "top_logprobs": [entry(w if k == 0 else f"{w}{k}",
+                                                                   -float(k))
+                                                             for k in range(top)]}
+                        for w in split_chunks(text)]}
 
 
 def completion_body(result: dict) -> dict:
@@ -188,7 +204,8 @@ def completion_body(result: dict) -> dict:
                                  for call in result["tool_calls"]]
     return {"id": result["id"], "object": "chat.completion", "created": result["created"],
             "model": result["model"],
-            "choices": [{"index": i, "message": message, "logprobs": None,
+            "choices": [{"index": i, "message": message,
+                         "logprobs": logprobs_of(result, result["content"]),
                          "finish_reason": result["finish_reason"]}
                         for i in range(result["n"])],
             "usage": result["usage"], "system_fingerprint": FINGERPRINT}
@@ -201,8 +218,8 @@ def sse(obj: Any) -> bytes:
 def stream_plan(result: dict, include_usage: bool) -> StreamPlan:
     def chunk(delta: dict | None, finish: str | None = None, **extra: Any) -> bytes:
         choices = [] if delta is None else [
-            {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
-            for i in range(result["n"])]
+            {"index": i, "delta": delta, "logprobs": logprobs_of(result, delta.get("content")),
+             "finish_reason": finish} for i in range(result["n"])]
         return sse({"id": result["id"], "object": "chat.completion.chunk",
                     "created": result["created"], "model": result["model"],
                     "system_fingerprint": FINGERPRINT, "choices": choices, **extra})

@@ -93,7 +93,11 @@ class OllamaState(EmulatorState):
     def reset(self) -> None:
         super().reset()
         self.set_models(self.initial_models)
-        self.slots.wake()
+
+    def set_config(self, config: Any) -> None:
+        super().set_config(config)
+        if hasattr(self, "slots"):
+            self.slots.wake()           # more slots now: start queued requests
 
 
 # ----------------------------------------------------------------- chat

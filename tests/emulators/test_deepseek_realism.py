@@ -149,6 +149,16 @@ def test_openai_sdk_reads_streamed_tool_calls_and_n_choices(server):
     assert [c.index for c in many.choices] == [0, 1, 2]
 
 
+def test_logprobs_one_entry_per_token_with_top_alternatives(client):
+    choice = chat(client, logprobs=True, top_logprobs=2).json()["choices"][0]
+    entries = choice["logprobs"]["content"]
+    assert [e["token"] for e in entries] == ["Hello", " from", " deepseek-chat."] + [" word"] * 8
+    assert entries[0]["top_logprobs"] == [
+        {"token": "Hello", "logprob": 0.0, "bytes": list(b"Hello")},
+        {"token": "Hello1", "logprob": -1.0, "bytes": list(b"Hello1")}]
+    assert chat(client).json()["choices"][0]["logprobs"] is None
+
+
 # ------------------------------------------------- Anthropic-format endpoint
 def messages(client, stream=False, **body):
     body = {"max_tokens": 100, "messages": USER, "model": "deepseek-chat", **body}

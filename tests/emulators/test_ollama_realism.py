@@ -99,6 +99,16 @@ def test_requests_beyond_the_slots_wait_with_no_bytes_sent(client, server):
     assert stats(client)["max_running"] == 1
 
 
+def test_raising_num_parallel_starts_queued_requests_at_once(client, server):
+    configure(client, num_parallel=1, tokens_per_second=2)       # 5.5 s per answer
+    held = [raw_chat(server), raw_chat(server)]
+    assert wait_for(lambda: stats(client)["queued"] == 1)
+    configure(client, num_parallel=2)
+    assert stats(client)["queued"] == 0 and stats(client)["running"] == 2
+    for sock in held:
+        sock.close()
+
+
 def test_a_full_queue_answers_503_server_busy(client, server):
     configure(client, num_parallel=1, max_queue=1, tokens_per_second=10)
     held = [raw_chat(server), raw_chat(server)]
