@@ -1,7 +1,9 @@
 """Test emulators for the gateway's upstreams: Ollama and DeepSeek.
 
-Real HTTP servers with deterministic answers and switchable faults
-(`POST /_emulator/fault`).  Use `emulators.ollama.create_app()` /
+Real HTTP servers that behave like the real services (docs/emulators.md),
+with deterministic answers, switchable faults (`POST /_emulator/fault`) and
+realism switches (`POST /_emulator/config`: runner slots, token rate,
+context length, ...).  Use `emulators.ollama.create_app()` /
 `emulators.deepseek.create_app()` with `serve_in_thread`, or run
 `python -m emulators.ollama` / `python -m emulators.deepseek`.
 The submodules are not imported here so `python -m` runs cleanly.
