@@ -82,14 +82,15 @@ class StreamPlan:
 
 async def _fillers(seconds: float, filler: bytes, interval: float = KEEPALIVE_INTERVAL,
                    forever: bool = False) -> AsyncIterator[bytes]:
-    """`filler` now and every `interval` for `seconds` (or until cancelled)."""
-    deadline = time.monotonic() + seconds
-    while True:
+    """`filler` at 0, interval, 2 x interval, ... before `seconds` (or until cancelled), then
+    silence until `seconds` have passed.  Counted, not polled: the number of fillers
+    does not depend on how punctually the event loop wakes up."""
+    start, sent = time.monotonic(), 0
+    while forever or sent * interval < seconds:
         yield filler
-        left = interval if forever else deadline - time.monotonic()
-        if left <= 0:
-            return
-        await asyncio.sleep(min(interval, left))
+        sent += 1
+        wake = start + (sent * interval if forever else min(sent * interval, seconds))
+        await asyncio.sleep(max(0.0, wake - time.monotonic()))
 
 
 def _keepalives(fault: Fault, filler: bytes) -> AsyncIterator[bytes] | None:

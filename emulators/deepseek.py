@@ -20,7 +20,9 @@ Behaviour and sources (DeepSeek API docs, api-docs.deepseek.com):
   the system or user prompt must contain the word "json", else 400 "Prompt
   must contain the word 'json' in some form to use 'response_format' of type
   'json_object'." (wording from users' reports, e.g. vercel/ai#7913); the
-  content is then a JSON object.  `{"type": "json_schema"}` is 400 "This
+  content is then a JSON object: an instance of the first JSON schema written
+  in the prompt (system message first), as a model told the schema answers,
+  or {"reply": ...} without one (config `follow_schema: false` ignores it).  `{"type": "json_schema"}` is 400 "This
   response_format type is unavailable now" (llm-exe#662, bytedance/deer-flow
   #545); older releases answered 422 "Failed to deserialize the JSON body into
   the target type: response_format: response_format.type `json_schema` is
@@ -99,7 +101,7 @@ async def chat_completions(request: Request) -> Response:
     early = await early_fault(request, fault, http_faults(presented_key(request)))
     if early is not None:
         return early
-    result = generate(body)
+    result = generate(body, state.config.follow_schema)
     if body.get("stream", False):
         options = body.get("stream_options") or {}
         plan = stream_plan(result, bool(isinstance(options, dict)

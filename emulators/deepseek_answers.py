@@ -46,6 +46,7 @@ DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
 @dataclass(frozen=True)
 class DeepSeekConfig:
     json_schema_status: int = 400      # 422: releases before 2025 rejected json_schema so
+    follow_schema: bool = True         # json_object: answer an instance of a schema in the prompt
 
     def validate(self) -> None:
         if self.json_schema_status not in (400, 422):
@@ -154,7 +155,38 @@ def tool_calls_for(tools: list) -> list[dict]:
                           "arguments": json.dumps(arguments)}}]
 
 
-def generate(body: dict) -> dict:
+SCHEMA_KEYS = ("properties", "items", "anyOf", "oneOf", "allOf", "$ref", "enum")
+
+
+def schema_in_prompt(messages: list[dict]) -> dict | None:
+    """The first JSON schema written in the messages (system first), or None.
+
+    A JSON object counts as a schema when it has a schema keyword (`properties`,
+    `items`, `anyOf`, ...) or `"type": "object" | "array"`.
+    """
+    decoder = json.JSONDecoder()
+    ordered = sorted(messages, key=lambda m: m.get("role") != "system")
+    for text in (message_text(m.get("content")) for m in ordered):
+        start = text.find("{")
+        while start != -1:
+            try:
+                value, _ = decoder.raw_decode(text, start)
+            except ValueError:
+                value = None
+            if isinstance(value, dict) and (any(k in value for k in SCHEMA_KEYS)
+                                            or value.get("type") in ("object", "array")):
+                return value
+            start = text.find("{", start + 1)
+    return None
+
+
+def json_content(model: str, messages: list[dict], follow_schema: bool) -> str:
+    """JSON Output: a model told a schema in its prompt answers an instance of it."""
+    schema = schema_in_prompt(messages) if follow_schema else None
+    return json.dumps(instance_of(schema) if schema else {"reply": f"Hello from {model}."})
+
+
+def generate(body: dict, follow_schema: bool = True) -> dict:
     """Deterministic answer: content, reasoning, tool calls, finish_reason and usage."""
     model, messages, tools = body["model"], body["messages"], body.get("tools")
     fmt = body.get("response_format")
@@ -163,7 +195,7 @@ def generate(body: dict) -> dict:
     if tools and isinstance(tools, list) and messages[-1].get("role") == "user":
         tool_calls, content, finish = tool_calls_for(tools), "", "tool_calls"
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
-        content = json.dumps({"reply": f"Hello from {model}."})
+        content = json_content(model, messages, follow_schema)
     reasoning = REASONING_TEXT if model == "deepseek-reasoner" else ""
     prompt, reasoning_tokens = count_prompt_tokens(messages, tools), count_words(reasoning)
     completion = reasoning_tokens + count_words(content)
