@@ -147,10 +147,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=None, help="require this bearer key")
     parser.add_argument("--json-schema-status", type=int, default=400,
                         help="/_emulator/config json_schema_status: 400 (now) or 422 (older)")
+    parser.add_argument("--ignore-schema", action="store_true",
+                        help="/_emulator/config follow_schema false: json_object ignores a "
+                             "schema in the prompt")
     args = parser.parse_args(argv)
     try:
         app = create_app(args.api_key, fault=fault_from_args(args), chunk_delay=args.delay,
-                         config={"json_schema_status": args.json_schema_status})
+                         config={"json_schema_status": args.json_schema_status,
+                                 "follow_schema": not args.ignore_schema})
     except ValueError as exc:
         parser.error(str(exc))
     run_cli(app, args.host, args.port)
