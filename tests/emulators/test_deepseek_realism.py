@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import jsonschema
@@ -216,3 +219,18 @@ def test_anthropic_messages_tool_use_and_stream_events(client):
     assert events[:2] == ["message_start", "content_block_start"]
     assert events.count("content_block_delta") == 11
     assert events[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+def test_cli_flags_set_the_switches():
+    proc = subprocess.Popen([sys.executable, "-m", "emulators.deepseek", "--port", "0",
+                             "--json-schema-status", "422", "--ignore-schema"],
+                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("ready http://127.0.0.1:")
+        config = httpx.get(line.split()[1] + "/_emulator/config", timeout=5).json()["config"]
+        assert config == {"json_schema_status": 422, "follow_schema": False}
+    finally:
+        proc.terminate()
+        proc.wait(10)
