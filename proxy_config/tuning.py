@@ -56,6 +56,8 @@ import concurrent.futures
 import functools
 import logging
 
+from proxy_config import litellm_fixes
+
 log = logging.getLogger("gateway.tuning")
 
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router")
@@ -437,6 +439,7 @@ def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str
         "deployment-objects": cache_deployment_objects,
         "free-deployment-cost": zero_cost_for_free_deployments,
         "bridge-check": cache_bridge_check,
+        "inline-thinking": litellm_fixes.split_inline_thinking,  # a correction, not speed (proxy_config.litellm_fixes)
     }
     applied = []
     for name, shim in shims.items():
