@@ -56,6 +56,7 @@ class Reason(StrEnum):
     BUDGET = "budget"
     LOCAL_ONLY = "local-only"
     LOCAL_BUSY = "local-busy"
+    EMBEDDING = "embedding"
 
 
 # What a Route.NONE decision answers, by reason (the hook turns it into an OpenAI-shaped error).
@@ -76,6 +77,7 @@ class ModelEntry:
     fallback: str | None = None  # overrides the other tier's default
     capabilities: frozenset[str] = frozenset(CAPABILITIES)
     max_output_tokens: int | None = None
+    mode: str = "chat"  # LiteLLM's model_info.mode: "chat" or "embedding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +250,7 @@ def _tier_models(policy: Policy, tier: Tier, first: str | None) -> Iterator[Mode
     seen: set[str] = set()
     for name in (first, default, *policy.models):
         entry = policy.models.get(name or "")
-        if entry is not None and entry.tier is tier and entry.name not in seen:
+        if entry is not None and entry.tier is tier and entry.mode == "chat" and entry.name not in seen:
             seen.add(entry.name)
             yield entry
 
@@ -294,6 +296,9 @@ def decide(facts: RequestFacts, policy: Policy, state: BackendState) -> Decision
     entry = policy.models.get(facts.model)
     if entry is None:
         return None
+    if entry.mode != "chat":
+        return Decision(Route.NONE, None, Reason.CAPABILITY, None,
+                        f"Model {entry.name} is an embedding model; send it to /v1/embeddings, or pick a chat model.")
     substituted = False
     if entry.tier is not Tier.AUTO:
         if not can_serve(entry, facts):
@@ -352,3 +357,20 @@ def decide(facts: RequestFacts, policy: Policy, state: BackendState) -> Decision
     too_big = None if not local_ok else \
         f"the request (~{needed_context(facts, policy)} tokens) does not fit {local.name}'s context window ({local.context_window})"
     return _unavailable(facts, state, local, too_big)
+
+
+def decide_embedding(model: str, policy: Policy, state: BackendState) -> Decision | None:
+    """Embeddings are local only: DeepSeek has no embeddings API, so there is no cloud fallback and no
+    silent substitute (a different model's vectors would not match the ones already stored)."""
+    entry = policy.models.get(model)
+    if entry is None:
+        return None
+    if entry.mode != "embedding":
+        able = [e.name for e in policy.models.values() if e.mode == "embedding"]
+        hint = f"use {', '.join(able)}" if able else "add one to config.yaml (nomic-embed-text)"
+        return Decision(Route.NONE, None, Reason.CAPABILITY, None, f"Model {model} does not make embeddings; {hint}.")
+    if state.local_ok(entry):
+        return Decision(Route.LOCAL, entry.name, Reason.EMBEDDING)
+    local_cause = state.local_problem or f"model {entry.name} is not installed in Ollama (gateway models pull {entry.backend_model})"
+    return Decision(Route.NONE, None, Reason.NO_BACKEND, None,
+                    f"local tier: {local_cause}; cloud tier: DeepSeek has no embeddings API, so there is no fallback")

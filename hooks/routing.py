@@ -30,13 +30,23 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException
 
 from custom_router.params import adapt, json_schema_of
-from custom_router.policy import REFUSAL_STATUS, Decision, Reason, Route, decide, looks_truncated, request_facts
+from custom_router.policy import (
+    REFUSAL_STATUS,
+    Decision,
+    Reason,
+    Route,
+    decide,
+    decide_embedding,
+    looks_truncated,
+    request_facts,
+)
 from hooks import context
 from hooks.runtime import deployment_of, get_runtime
 
 log = logging.getLogger("gateway.routing")
 
-ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"})
+EMBEDDING_CALL_TYPES = frozenset({"aembedding", "embeddings"})
+ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"}) | EMBEDDING_CALL_TYPES
 FALLBACK_FAILED = "also failed: "  # LiteLLM router's wording when the fallback group failed too
 OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # LiteLLM's wording for Ollama's error line
 RAW_MODEL_NAME_KEY = "_complexity_router_return_raw_model_name"  # LiteLLM: keep the served model's name
@@ -105,10 +115,13 @@ class RoutingHook(CustomLogger):
             return data
         runtime = get_runtime()
         ctx = context.current.get()
-        facts = request_facts(data)
-        if ctx is not None and ctx.cloud_denied is not None:
-            facts = replace(facts, cloud_denied=ctx.cloud_denied)
-        decision = decide(facts, runtime.policy, runtime.monitor.state)
+        if call_type in EMBEDDING_CALL_TYPES:
+            decision = decide_embedding(str(data.get("model", "")), runtime.policy, runtime.monitor.state)
+        else:
+            facts = request_facts(data)
+            if ctx is not None and ctx.cloud_denied is not None:
+                facts = replace(facts, cloud_denied=ctx.cloud_denied)
+            decision = decide(facts, runtime.policy, runtime.monitor.state)
         if decision is None:
             return data  # not a model the policy knows: LiteLLM answers as usual
         if ctx is not None:

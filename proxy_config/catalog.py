@@ -46,6 +46,7 @@ def model_entries(config: Mapping[str, object]) -> dict[str, ModelEntry]:
             fallback=info.get("fallback"),
             capabilities=capabilities(info),
             max_output_tokens=int(info["max_output_tokens"]) if info.get("max_output_tokens") else None,
+            mode="embedding" if info.get("mode") == "embedding" else "chat",
         )
     return entries
 

@@ -13,7 +13,8 @@ from tests.harness import DEEPSEEK_KEY, Gateway, dead_url, write_config
 
 SHORT = [{"role": "user", "content": "Say hello."}]
 LONG = [{"role": "user", "content": "Explain this log: " + "x" * 600}]
-CONFIGURED = {"qwen2.5:7b", "qwen2.5:3b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b", "deepseek-chat", "deepseek-reasoner", "auto"}
+CONFIGURED = {"qwen2.5:7b", "qwen2.5:3b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b", "nomic-embed-text", "deepseek-chat",
+              "deepseek-reasoner", "auto"}
 
 
 def route_of(raw) -> tuple[str, str]:

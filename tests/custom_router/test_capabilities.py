@@ -137,3 +137,35 @@ def test_a_missing_fallback_says_why():
     assert "do not fit qwen2.5:7b's context window (8192)" in decision(body("auto", huge)).no_fallback
     assert "no installed local model can take over" in decision(body("deepseek-chat", huge)).no_fallback
     assert decision(body("auto", "x" * 600)).no_fallback == ""
+
+
+EMBED = ModelEntry("nomic-embed-text", Tier.LOCAL, "nomic-embed-text", 2048, capabilities=frozenset(), mode="embedding")
+WITH_EMBED = Policy(models={**MODELS, "nomic-embed-text": EMBED}, local_default="qwen2.5:7b", cloud_default="deepseek-chat")
+
+
+def test_embeddings_are_local_only_and_say_so_when_ollama_cannot_serve():
+    from custom_router.policy import decide_embedding
+
+    installed = BackendState(ollama_up=True, installed=UP.installed | {"nomic-embed-text:latest"}, cloud_ready=True)
+    assert decide_embedding("nomic-embed-text", WITH_EMBED, installed) == \
+        decision_of(Route.LOCAL, "nomic-embed-text", Reason.EMBEDDING)
+    down = BackendState(ollama_up=False, local_problem="Ollama at x is unreachable", cloud_ready=True)
+    refused = decide_embedding("nomic-embed-text", WITH_EMBED, down)
+    assert (refused.route, refused.reason) == (Route.NONE, Reason.NO_BACKEND)
+    assert "DeepSeek has no embeddings API" in refused.detail and "Ollama at x is unreachable" in refused.detail
+    wrong = decide_embedding("qwen2.5:7b", WITH_EMBED, installed)
+    assert (wrong.reason, wrong.detail) == (Reason.CAPABILITY, "Model qwen2.5:7b does not make embeddings; use nomic-embed-text.")
+
+
+def test_chat_never_lands_on_an_embedding_model():
+    d = decide(request_facts(body("nomic-embed-text")), WITH_EMBED, UP)
+    assert (d.route, d.reason) == (Route.NONE, Reason.CAPABILITY) and "/v1/embeddings" in d.detail
+    tiny_default = Policy(models={"nomic-embed-text": EMBED, **MODELS}, local_default="nomic-embed-text",
+                          cloud_default="deepseek-chat")
+    assert decide(request_facts(body("auto")), tiny_default, UP).model == "qwen2.5:7b"
+
+
+def decision_of(route, model, reason):
+    from custom_router.policy import Decision
+
+    return Decision(route, model, reason)

@@ -38,7 +38,7 @@ def test_doctor_passes_when_everything_is_reachable(ollama, deepseek, tmp_path):
     env = {"OLLAMA_URL": ollama.url, "DEEPSEEK_URL": deepseek.url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY}
     result = run(["doctor", "--config", str(REPO / "config.yaml")], env, tmp_path)
     assert result.returncode == 0, result.stdout
-    assert result.stdout.count("ok  ") == 1 + 1 + 5 + 1  # config, ollama, 5 local models, deepseek
+    assert result.stdout.count("ok  ") == 1 + 1 + 6 + 1  # config, ollama, 6 local models, deepseek
     assert "ok  model qwen2.5:3b: not installed" in result.stdout
 
 

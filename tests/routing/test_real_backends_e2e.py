@@ -4,6 +4,7 @@ against `gateway serve` and the realistic emulators (deadlines: tests/reliabilit
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import jsonschema
@@ -151,3 +152,22 @@ def test_think_false_is_passed_on_and_think_is_dropped_for_models_that_do_not_th
     raw = gateway.client().chat.completions.with_raw_response.create(model="qwen2.5:7b", messages=ASK,
                                                                      extra_body={"think": True})
     assert raw.headers["x-gateway-dropped-params"] == "think" and "think" not in sent_to(ollama, "qwen2.5:7b")
+
+
+def test_embeddings_are_served_locally_and_never_substituted(gateway, ollama, deepseek):
+    defaults = ["qwen2.5:7b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b"]
+    with pytest.raises(openai.APIStatusError) as caught:  # not pulled yet: no silent substitute, no cloud
+        gateway.client().embeddings.create(model="nomic-embed-text", input="a")
+    assert caught.value.status_code == 503
+    assert "DeepSeek has no embeddings API" in caught.value.body["message"]
+    assert "gateway models pull nomic-embed-text" in caught.value.body["message"]
+    httpx.post(f"{ollama.url}/_emulator/models", json={"models": [*defaults, "nomic-embed-text"]}).raise_for_status()
+    try:
+        time.sleep(6)  # the next health poll (every 5 s) sees it installed
+        raw = gateway.client().embeddings.with_raw_response.create(model="nomic-embed-text", input=["a", "b"])
+        result = raw.parse()
+        assert route_of(raw) == ("local", "embedding")
+        assert len(result.data) == 2 and len(result.data[0].embedding) == 768
+        assert deepseek.chats() == 0
+    finally:
+        httpx.post(f"{ollama.url}/_emulator/models", json={"models": defaults}).raise_for_status()
