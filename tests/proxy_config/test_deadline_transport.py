@@ -1,0 +1,138 @@
+"""proxy_config.deadline_transport against the pinned LiteLLM, through LiteLLM's own HTTP handler
+(AsyncHTTPHandler, the client base_llm_http_handler uses for Ollama and DeepSeek) and real emulators
+on loopback: the patched transport enforces the deadlines, LiteLLM maps a missed deadline to its
+Timeout, a non-streaming request comes back assembled, and other requests pass untouched. The
+transport's original method is restored after every test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from emulators import deepseek as deepseek_emulator
+from emulators import ollama as ollama_emulator
+from emulators._common import serve_in_thread
+from proxy_config import deadline_transport
+from proxy_config.settings import RoutingSettings
+
+DEADLINE = 1.0
+KEY = "sk-test-deadlines"
+CHAT = {"messages": [{"role": "user", "content": "Say hello."}]}
+
+
+@pytest.fixture(scope="module")
+def backends():
+    ollama, deepseek = serve_in_thread(ollama_emulator.create_app()), serve_in_thread(deepseek_emulator.create_app(api_key=KEY))
+    yield SimpleNamespace(ollama=ollama.url, deepseek=deepseek.url)
+    ollama.stop()
+    deepseek.stop()
+
+
+@pytest.fixture
+def transport_restored():
+    from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
+
+    original = LiteLLMAiohttpTransport.__dict__["handle_async_request"]
+    yield LiteLLMAiohttpTransport
+    LiteLLMAiohttpTransport.handle_async_request = original
+
+
+def _install(backends, ollama_url=None) -> bool:
+    routing = RoutingSettings(local_first_token_seconds=DEADLINE, local_stall_seconds=DEADLINE,
+                              cloud_first_token_seconds=DEADLINE, cloud_stall_seconds=DEADLINE)
+    return deadline_transport.install(SimpleNamespace(ollama_url=ollama_url or backends.ollama,
+                                                      deepseek_url=backends.deepseek, routing=routing))
+
+
+def _run(url: str, body: dict, stream: bool = False) -> httpx.Response:
+    """POST through LiteLLM's AsyncHTTPHandler in a fresh event loop; a non-stream body is read."""
+    from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+    async def post():
+        handler = AsyncHTTPHandler(timeout=60)
+        try:
+            return await handler.post(url, data=json.dumps(body), headers={"Authorization": f"Bearer {KEY}"}, stream=stream)
+        finally:
+            await handler.close()
+
+    return asyncio.run(post())
+
+
+def _fault(url: str, mode: str, **spec) -> None:
+    httpx.post(f"{url}/_emulator/reset").raise_for_status()
+    if mode != "none":
+        httpx.post(f"{url}/_emulator/fault", json={"mode": mode, **spec}).raise_for_status()
+
+
+def _last_sent(url: str) -> dict:
+    return httpx.get(f"{url}/_emulator/stats").json()["last_chat_request"]
+
+
+def test_install_patches_litellms_aiohttp_transport_once(backends, transport_restored, caplog):
+    with caplog.at_level(logging.INFO, logger="gateway.tuning"):
+        assert _install(backends) is True
+    patched = transport_restored.__dict__["handle_async_request"]
+    assert getattr(patched, "_gateway_tuned", False)
+    assert _install(backends) is True and transport_restored.__dict__["handle_async_request"] is patched
+    assert "progress deadlines local first token 1 s / stall 1 s, cloud first token 1 s / stall 1 s" in caplog.text
+
+
+def test_a_missed_first_token_deadline_is_litellms_timeout(backends, transport_restored):
+    import litellm
+
+    assert _install(backends)
+    _fault(backends.deepseek, "keepalive", delay=30)
+    start = time.monotonic()
+    with pytest.raises(litellm.Timeout):
+        _run(f"{backends.deepseek}/chat/completions", {"model": "deepseek-chat", **CHAT})
+    assert DEADLINE * 0.9 <= time.monotonic() - start < DEADLINE + 3
+    _fault(backends.ollama, "hang")
+    start = time.monotonic()
+    with pytest.raises(litellm.Timeout):
+        _run(f"{backends.ollama}/api/chat", {"model": "qwen2.5:7b", **CHAT, "stream": True}, stream=True)
+    assert DEADLINE * 0.9 <= time.monotonic() - start < DEADLINE + 3
+    _fault(backends.ollama, "none")
+
+
+def test_a_non_streaming_request_is_streamed_and_assembled(backends, transport_restored):
+    assert _install(backends)
+    _fault(backends.ollama, "none")
+    response = _run(f"{backends.ollama}/api/chat", {"model": "qwen2.5:7b", **CHAT, "stream": False})
+    assert _last_sent(backends.ollama)["stream"] is True
+    body = response.json()
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert body["done"] is True and body["message"] == {"role": "assistant", "content": "Hello from qwen2.5:7b." + " word" * 8}
+    assert (body["prompt_eval_count"], body["eval_count"]) == (7, 11)
+
+
+def test_an_error_after_the_start_of_a_non_streaming_request_is_an_error_status(backends, transport_restored):
+    from litellm.llms.custom_httpx.http_handler import MaskedHTTPStatusError
+
+    assert _install(backends)
+    _fault(backends.deepseek, "error_mid_stream", after_tokens=2)
+    with pytest.raises(MaskedHTTPStatusError) as caught:  # what base_llm_http_handler maps by its status
+        _run(f"{backends.deepseek}/chat/completions", {"model": "deepseek-chat", **CHAT})
+    assert caught.value.response.status_code == 500 and "Internal Server Error" in caught.value.response.text
+    _fault(backends.deepseek, "none")
+
+
+def test_requests_to_other_urls_pass_untouched(backends, transport_restored):
+    assert _install(backends, ollama_url="http://127.0.0.1:9")  # this Ollama is not the configured one
+    _fault(backends.ollama, "none")
+    response = _run(f"{backends.ollama}/api/chat", {"model": "qwen2.5:7b", **CHAT, "stream": False})
+    assert response.status_code == 200 and _last_sent(backends.ollama)["stream"] is False
+
+
+def test_install_is_skipped_when_litellm_uses_the_httpx_transport(backends, transport_restored, monkeypatch):
+    import litellm
+
+    monkeypatch.setattr(litellm, "disable_aiohttp_transport", True)
+    assert _install(backends) is False
+    assert not getattr(transport_restored.__dict__["handle_async_request"], "_gateway_tuned", False)
