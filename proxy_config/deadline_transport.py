@@ -7,10 +7,11 @@ LiteLLM sends every Ollama (`ollama_chat`) and DeepSeek (`deepseek`) chat reques
 `install(settings)` rebinds that class's `handle_async_request` so requests to the configured
 OLLAMA_URL and DEEPSEEK_URL go through `deadlines.send_with_deadlines`; every other request is
 sent as before. Patching the class, not wrapping instances, keeps LiteLLM's `isinstance` checks
-on its transports (session clean-up) true. The deadlines' `httpx.ReadTimeout` becomes
-`litellm.Timeout` in `AsyncHTTPHandler.post` (before the response is returned) or in the stream
-wrapper (mid-stream); tests/proxy_config/test_deadline_transport.py checks both against the
-pinned version.
+on its transports (session clean-up) true. A deadline missed before the response is
+returned leaves the transport as `DeadlineTimeout` (status 408), which LiteLLM maps to its
+`Timeout` with the deadline's own message, so the router falls back; one missed mid-stream stays
+an `httpx.ReadTimeout` that LiteLLM's stream wrapper maps to a connection error.
+tests/proxy_config/test_deadline_transport.py checks this against the pinned version.
 
 How it fails: like the shims in proxy_config.tuning, it checks its target and logs one line per
 worker: INFO with the deadlines when applied, a WARNING when skipped. When the class or method is
@@ -26,6 +27,18 @@ import logging
 log = logging.getLogger("gateway.tuning")
 
 _tiers: list = []  # the deadlines of this process, replaced by every install()
+
+
+class DeadlineTimeout(Exception):
+    """A deadline missed before the response: not an httpx timeout, so that `AsyncHTTPHandler.post`
+    does not replace the message with its own ("Connection timed out. Timeout passed=600 ..."); its
+    408 makes base_llm_http_handler raise the provider's error, which LiteLLM maps to a Timeout."""
+
+    status_code = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def install(settings) -> bool:
@@ -45,7 +58,7 @@ def _install(settings) -> bool:
     from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
     from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
-    from proxy_config.deadlines import send_with_deadlines, tiers_from_settings
+    from proxy_config.deadlines import DeadlineMissed, send_with_deadlines, tiers_from_settings
 
     original = LiteLLMAiohttpTransport.__dict__.get("handle_async_request")
     if not callable(original):
@@ -60,7 +73,10 @@ def _install(settings) -> bool:
         return True
 
     async def handle_async_request(self, request):
-        return await send_with_deadlines(lambda sent: original(self, sent), request, tuple(_tiers))
+        try:
+            return await send_with_deadlines(lambda sent: original(self, sent), request, tuple(_tiers))
+        except DeadlineMissed as exc:
+            raise DeadlineTimeout(str(exc)) from exc
 
     handle_async_request._gateway_tuned = True  # type: ignore[attr-defined]
     LiteLLMAiohttpTransport.handle_async_request = handle_async_request

@@ -15,7 +15,8 @@ clock, at the HTTP transport (proxy_config.deadline_transport installs `send_wit
   counted from sending the request; after it, no gap between two such lines may exceed the
   stall deadline. Keep-alive comments, blank lines and empty deltas are not progress.
 
-How it fails: past a deadline this raises `httpx.ReadTimeout`, which LiteLLM maps to a Timeout.
+How it fails: past a deadline this raises `DeadlineMissed` (an `httpx.ReadTimeout`), which LiteLLM
+maps to a Timeout (before the response) or a connection error (mid-stream).
 Before the first token (and anywhere in a non-streaming request) nothing has reached the client,
 so the router falls back to the other tier; in a stream that has sent tokens, the proxy ends the
 stream with the `stream_interrupted` error event (proxy_config.errors) and no `[DONE]`. A request
@@ -72,6 +73,10 @@ def tiers_from_settings(settings) -> tuple[TierDeadlines, ...]:
     )
 
 
+class DeadlineMissed(httpx.ReadTimeout):
+    """No token in time; the message names the backend, the deadline and its setting."""
+
+
 class Deadline:
     """The next moment by which a token must have arrived; `missed` builds the error."""
 
@@ -85,7 +90,7 @@ class Deadline:
         self.first_seen = True
         self.at = time.monotonic() + self.tier.stall
 
-    def missed(self) -> httpx.ReadTimeout:
+    def missed(self) -> DeadlineMissed:
         tier = self.tier
         if self.first_seen:
             what = (f"{tier.backend} sent no token for {tier.stall:g} s (stall deadline, "
@@ -94,7 +99,7 @@ class Deadline:
             what = (f"{tier.backend} sent no token within {tier.first_token:g} s of the request (first-token "
                     f"deadline, gateway_settings.{tier.tier}_first_token_seconds)")
         log.warning("deadline: %s; %s", what, self.request.url.path)
-        return httpx.ReadTimeout(what, request=self.request)
+        return DeadlineMissed(what, request=self.request)
 
     async def wait(self, awaitable):
         try:

@@ -22,6 +22,8 @@ from emulators._common import serve_in_thread
 from proxy_config import deadline_transport
 from proxy_config.settings import RoutingSettings
 
+pytestmark = pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning")  # pydantic on LiteLLM's types
+
 DEADLINE = 1.0
 KEY = "sk-test-deadlines"
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}]}
@@ -84,21 +86,34 @@ def test_install_patches_litellms_aiohttp_transport_once(backends, transport_res
     assert "progress deadlines local first token 1 s / stall 1 s, cloud first token 1 s / stall 1 s" in caplog.text
 
 
-def test_a_missed_first_token_deadline_is_litellms_timeout(backends, transport_restored):
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("provider", ["ollama_chat", "deepseek"])
+def test_a_missed_first_token_deadline_is_litellms_timeout_with_the_deadlines_message(backends, transport_restored,
+                                                                                      provider, stream):
     import litellm
 
     assert _install(backends)
-    _fault(backends.deepseek, "keepalive", delay=30)
+    if provider == "deepseek":
+        model, base, key, backend, setting = "deepseek/deepseek-chat", backends.deepseek, KEY, "DeepSeek", "cloud"
+        _fault(base, "keepalive", delay=30)  # busy: 200 at once, then only `: keep-alive` comments
+    else:
+        model, base, key, backend, setting = "ollama_chat/qwen2.5:7b", backends.ollama, None, "Ollama", "local"
+        _fault(base, "hang")
+
+    async def call():
+        response = await litellm.acompletion(model=model, api_base=base, api_key=key, stream=stream, timeout=60,
+                                             max_retries=0, **CHAT)
+        if stream:
+            async for _ in response:
+                pass
+
     start = time.monotonic()
-    with pytest.raises(litellm.Timeout):
-        _run(f"{backends.deepseek}/chat/completions", {"model": "deepseek-chat", **CHAT})
+    with pytest.raises(litellm.Timeout) as caught:
+        asyncio.run(call())
     assert DEADLINE * 0.9 <= time.monotonic() - start < DEADLINE + 3
-    _fault(backends.ollama, "hang")
-    start = time.monotonic()
-    with pytest.raises(litellm.Timeout):
-        _run(f"{backends.ollama}/api/chat", {"model": "qwen2.5:7b", **CHAT, "stream": True}, stream=True)
-    assert DEADLINE * 0.9 <= time.monotonic() - start < DEADLINE + 3
-    _fault(backends.ollama, "none")
+    assert f"{backend} sent no token within 1 s of the request (first-token deadline, " \
+           f"gateway_settings.{setting}_first_token_seconds)" in str(caught.value)
+    _fault(base, "none")
 
 
 def test_a_non_streaming_request_is_streamed_and_assembled(backends, transport_restored):
