@@ -4,13 +4,13 @@ Two wire formats, line by line (proxy_config.deadlines reads the lines):
 - `ollama`: Ollama's `/api/chat` NDJSON. Each line is `{"message": {"content", "thinking",
   "tool_calls"}, "done": false}`; the last has `done: true` with `done_reason` and the counts
   (`prompt_eval_count`, `eval_count`, durations), and the non-streaming reply is that last object
-  with the whole `message` (Ollama `server/routes.go`, ChatHandler: the non-streaming answer is
-  built the same way from the same responses). An error after the start is an `{"error"}` line.
+  with the whole `message` and all `logprobs` (Ollama `server/routes.go`, ChatHandler: the
+  non-streaming answer is built the same way from the same responses). An error after the start is an `{"error"}` line.
 - `openai`: DeepSeek's SSE (`data: {chat.completion.chunk}` events, `: keep-alive` comments while
   queued, `data: [DONE]` at the end; DeepSeek API docs, "Create Chat Completion" and "Rate
   Limit"). The non-streaming reply is a `chat.completion` whose message joins the deltas'
-  `content` and `reasoning_content` and merges `tool_calls` by index; `usage` comes from the final
-  chunk (the request asks for it with `stream_options.include_usage`).
+  `content` and `reasoning_content`, merges `tool_calls` by index and joins `logprobs.content`;
+  `usage` comes from the final chunk (the request asks for it with `stream_options.include_usage`).
 
 Progress is a real token: non-empty content, reasoning/thinking or a tool call, or the backend's
 end or error. Keep-alive comments, blank lines and empty deltas (a role alone) are not.
@@ -99,6 +99,7 @@ class OllamaAssembler(Assembler):
         self.content: list[str] = []
         self.thinking: list[str] = []
         self.tool_calls: list = []
+        self.logprobs: list = []
         self.final: dict | None = None
 
     def take(self, obj: dict) -> None:
@@ -106,6 +107,7 @@ class OllamaAssembler(Assembler):
         self.content.append(message.get("content") or "")
         self.thinking.append(message.get("thinking") or "")
         self.tool_calls.extend(message.get("tool_calls") or [])
+        self.logprobs.extend(obj.get("logprobs") or [])
         if obj.get("done"):
             self.final = obj
 
@@ -117,7 +119,10 @@ class OllamaAssembler(Assembler):
             message["thinking"] = "".join(self.thinking)
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
-        return {**self.final, "message": message}
+        body = {**self.final, "message": message}
+        if self.logprobs:
+            body["logprobs"] = self.logprobs
+        return body
 
 
 class OpenAIAssembler(Assembler):
@@ -141,7 +146,8 @@ class OpenAIAssembler(Assembler):
             self.usage = obj["usage"]
         for choice in obj.get("choices") or []:
             state = self.choices.setdefault(choice.get("index", 0), {"content": [], "reasoning": [], "tools": {},
-                                                                      "finish_reason": None})
+                                                                      "logprobs": [], "finish_reason": None})
+            state["logprobs"].extend((choice.get("logprobs") or {}).get("content") or [])
             delta = choice.get("delta") or {}
             state["content"].append(delta.get("content") or "")
             state["reasoning"].append(delta.get("reasoning_content") or "")
@@ -168,7 +174,8 @@ class OpenAIAssembler(Assembler):
                 message["reasoning_content"] = "".join(state["reasoning"])
             if tools:
                 message["tool_calls"] = tools
-            choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": state["finish_reason"]})
+            logprobs = {"content": state["logprobs"]} if state["logprobs"] else None
+            choices.append({"index": index, "message": message, "logprobs": logprobs, "finish_reason": state["finish_reason"]})
         body = {"id": self.head.get("id"), "object": "chat.completion", "created": self.head.get("created"),
                 "model": self.head.get("model"), "choices": choices}
         if "system_fingerprint" in self.head:

@@ -82,8 +82,7 @@ class Deadline:
 
     def __init__(self, tier: TierDeadlines, request: httpx.Request) -> None:
         self.tier, self.request = tier, request
-        self.started = time.monotonic()
-        self.at = self.started + tier.first_token
+        self.at = time.monotonic() + tier.first_token
         self.first_seen = False
 
     def progressed(self) -> None:
@@ -141,6 +140,9 @@ async def send_with_deadlines(send: Send, request: httpx.Request, tiers: tuple[T
         return response  # an error body: LiteLLM reads and maps it as before
     reader = LineReader(response, deadline)
     try:
+        if not wants_stream and response.headers.get("content-type", "").startswith("application/json"):
+            await deadline.wait(response.aread())  # the backend answered in one piece after all
+            return response
         if wants_stream:
             return await first_token_then_stream(response, reader, fmt)
         return await assembled(response, reader, assembler_for(fmt))

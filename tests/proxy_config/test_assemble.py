@@ -127,3 +127,16 @@ def test_deepseek_error_event_becomes_a_500_and_a_cut_stream_cannot_be_assembled
     cut.add(chunk({"content": "Hel"}))
     with pytest.raises(StreamBroken, match="without finishing"):
         cut.result()
+
+
+def test_logprobs_are_joined_in_both_formats():
+    ollama = OllamaAssembler()
+    ollama.add(ndjson({"message": {"role": "assistant", "content": "Hel"}, "logprobs": [{"token": "Hel", "logprob": -0.1}]}))
+    ollama.add(ndjson({"message": {"role": "assistant", "content": "lo"}, "logprobs": [{"token": "lo", "logprob": -0.2}]}))
+    ollama.add(ndjson({"message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"}))
+    assert ollama.result()[1]["logprobs"] == [{"token": "Hel", "logprob": -0.1}, {"token": "lo", "logprob": -0.2}]
+    deepseek = OpenAIAssembler()
+    deepseek.add(sse({"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hel"}, "logprobs": {"content": [{"token": "Hel"}]}}]}))
+    deepseek.add(sse({"id": "c1", "choices": [{"index": 0, "delta": {"content": "lo"}, "logprobs": {"content": [{"token": "lo"}]},
+                                               "finish_reason": "stop"}]}))
+    assert deepseek.result()[1]["choices"][0]["logprobs"] == {"content": [{"token": "Hel"}, {"token": "lo"}]}

@@ -172,11 +172,14 @@ def test_openai_sdk_raises_on_a_stalled_deepseek_stream(deadline_gw, local, clou
     assert local.chats() == 0
 
 
-def test_non_streaming_request_stalling_after_tokens_is_served_by_the_other_tier(deadline_gw, local, cloud):
-    local.chunk_delay(3 * DEADLINE)  # nothing reached the client yet: the cloud can still answer all of it
-    route, text, completion, elapsed = ask(deadline_gw, "auto", False)
-    assert route == ("cloud", "local-error-fallback")
-    assert text == "Hello from deepseek-chat." + REPLY
+@pytest.mark.parametrize("tier", ["local", "cloud"])
+def test_non_streaming_request_stalling_after_tokens_is_served_by_the_other_tier(deadline_gw, local, cloud, tier):
+    stalled, model, served, reason = ((local, "auto", "deepseek-chat", ("cloud", "local-error-fallback")) if tier == "local"
+                                      else (cloud, "deepseek-chat", "qwen2.5:7b", ("local", "cloud-error-fallback")))
+    stalled.chunk_delay(3 * DEADLINE)  # nothing reached the client yet: the other tier can still answer all of it
+    route, text, completion, elapsed = ask(deadline_gw, model, False)
+    assert route == reason
+    assert text == f"Hello from {served}." + REPLY
     assert DEADLINE * 0.9 <= elapsed < DEADLINE + MARGIN, elapsed
 
 
