@@ -13,7 +13,9 @@ Two wire formats, line by line (proxy_config.deadlines reads the lines):
   `usage` comes from the final chunk (the request asks for it with `stream_options.include_usage`).
 
 Progress is a real token: non-empty content, reasoning/thinking or a tool call, or the backend's
-end or error. Keep-alive comments, blank lines and empty deltas (a role alone) are not.
+end or error. Keep-alive comments, blank lines and empty deltas (a role alone) are not. Once the
+first token is in, a streamed line counts when it carries any data (`is_data`), which spares a
+JSON parse per token; keep-alives and blank lines still do not count.
 
 How it fails: a line that is not JSON, or a stream that ends without the backend's end marker,
 raises `StreamBroken` from the assembler (the caller makes it a connection error, so the other
@@ -63,6 +65,13 @@ def _carries_token(obj: object, fmt: str) -> bool:
 def is_progress(line: bytes, fmt: str) -> bool:
     obj = _json(line, fmt)
     return obj is not None and _carries_token(obj, fmt)
+
+
+def is_data(line: bytes) -> bool:
+    """After the first token, progress is any line with data: no JSON parsing on every line of a
+    long stream. Blank lines and SSE comments (`: keep-alive`) still do not count."""
+    text = line.strip()
+    return bool(text) and not text.startswith(b":")
 
 
 class Assembler:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from proxy_config.assemble import Assembler, StreamBroken, assembler_for, is_progress
+from proxy_config.assemble import Assembler, StreamBroken, assembler_for, is_data, is_progress
 
 log = logging.getLogger("gateway.deadlines")
 
@@ -191,7 +191,7 @@ async def first_token_then_stream(response: httpx.Response, reader: LineReader, 
         reader.deadline.progressed()  # the stall clock runs while this side waits for the backend
         async for line in lines:
             yield line
-            if is_progress(line, fmt):
+            if is_data(line):
                 reader.deadline.progressed()
 
     stream = ReplayStream(body(), response)

@@ -140,3 +140,11 @@ def test_logprobs_are_joined_in_both_formats():
     deepseek.add(sse({"id": "c1", "choices": [{"index": 0, "delta": {"content": "lo"}, "logprobs": {"content": [{"token": "lo"}]},
                                                "finish_reason": "stop"}]}))
     assert deepseek.result()[1]["choices"][0]["logprobs"] == {"content": [{"token": "Hel"}, {"token": "lo"}]}
+
+
+@pytest.mark.parametrize("line,data", [(b": keep-alive\n", False), (b"\n", False), (b"  \r\n", False),
+                                       (chunk({"content": " word"}), True), (ndjson({"message": {"content": ""}}), True)])
+def test_after_the_first_token_any_data_line_counts_but_keepalives_do_not(line, data):
+    from proxy_config.assemble import is_data
+
+    assert is_data(line) is data
