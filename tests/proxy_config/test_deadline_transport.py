@@ -25,6 +25,7 @@ from proxy_config.settings import RoutingSettings
 pytestmark = pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning")  # pydantic on LiteLLM's types
 
 DEADLINE = 1.0
+ROOMY = 20.0  # for tests not about timing: the emulated Ollama may still hold a runner for the last hung request
 KEY = "sk-test-deadlines"
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}]}
 
@@ -46,9 +47,9 @@ def transport_restored():
     LiteLLMAiohttpTransport.handle_async_request = original
 
 
-def _install(backends, ollama_url=None) -> bool:
-    routing = RoutingSettings(local_first_token_seconds=DEADLINE, local_stall_seconds=DEADLINE,
-                              cloud_first_token_seconds=DEADLINE, cloud_stall_seconds=DEADLINE)
+def _install(backends, ollama_url=None, deadline=DEADLINE) -> bool:
+    routing = RoutingSettings(local_first_token_seconds=deadline, local_stall_seconds=deadline,
+                              cloud_first_token_seconds=deadline, cloud_stall_seconds=deadline)
     return deadline_transport.install(SimpleNamespace(ollama_url=ollama_url or backends.ollama,
                                                       deepseek_url=backends.deepseek, routing=routing))
 
@@ -95,7 +96,7 @@ def test_a_missed_first_token_deadline_is_litellms_timeout_with_the_deadlines_me
     assert _install(backends)
     if provider == "deepseek":
         model, base, key, backend, setting = "deepseek/deepseek-chat", backends.deepseek, KEY, "DeepSeek", "cloud"
-        _fault(base, "keepalive", delay=30)  # busy: 200 at once, then only `: keep-alive` comments
+        _fault(base, "busy_keepalive", seconds=0, interval=0.25)  # busy: 200 at once, then only `: keep-alive` comments
     else:
         model, base, key, backend, setting = "ollama_chat/qwen2.5:7b", backends.ollama, None, "Ollama", "local"
         _fault(base, "hang")
@@ -117,7 +118,7 @@ def test_a_missed_first_token_deadline_is_litellms_timeout_with_the_deadlines_me
 
 
 def test_a_non_streaming_request_is_streamed_and_assembled(backends, transport_restored):
-    assert _install(backends)
+    assert _install(backends, deadline=ROOMY)
     _fault(backends.ollama, "none")
     response = _run(f"{backends.ollama}/api/chat", {"model": "qwen2.5:7b", **CHAT, "stream": False})
     assert _last_sent(backends.ollama)["stream"] is True
@@ -130,7 +131,7 @@ def test_a_non_streaming_request_is_streamed_and_assembled(backends, transport_r
 def test_an_error_after_the_start_of_a_non_streaming_request_is_an_error_status(backends, transport_restored):
     from litellm.llms.custom_httpx.http_handler import MaskedHTTPStatusError
 
-    assert _install(backends)
+    assert _install(backends, deadline=ROOMY)
     _fault(backends.deepseek, "error_mid_stream", after_tokens=2)
     with pytest.raises(MaskedHTTPStatusError) as caught:  # what base_llm_http_handler maps by its status
         _run(f"{backends.deepseek}/chat/completions", {"model": "deepseek-chat", **CHAT})
@@ -151,3 +152,45 @@ def test_install_is_skipped_when_litellm_uses_the_httpx_transport(backends, tran
     monkeypatch.setattr(litellm, "disable_aiohttp_transport", True)
     assert _install(backends) is False
     assert not getattr(transport_restored.__dict__["handle_async_request"], "_gateway_tuned", False)
+
+
+class _Trickle(httpx.AsyncByteStream):
+    """A body sent piece by piece, `pause` seconds apart."""
+
+    def __init__(self, pieces: list[bytes], pause: float) -> None:
+        self.pieces, self.pause = pieces, pause
+
+    async def __aiter__(self):
+        for piece in self.pieces:
+            await asyncio.sleep(self.pause)
+            yield piece
+
+
+def _one_piece_backend(pieces: list[bytes], pause: float):
+    """A backend that ignores `stream: true` and answers JSON in one piece, after blank lines."""
+    sent = []
+
+    async def send(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, headers={"content-type": "application/json"}, stream=_Trickle(pieces, pause),
+                              request=request)
+
+    return send, sent
+
+
+def test_blank_lines_before_a_one_piece_answer_are_not_progress():
+    from proxy_config.deadlines import DeadlineMissed, TierDeadlines, send_with_deadlines
+
+    tiers = (TierDeadlines("cloud", "DeepSeek", "http://deepseek.test", first_token=DEADLINE, stall=DEADLINE),)
+    request = httpx.Request("POST", "http://deepseek.test/chat/completions", json={"model": "deepseek-chat", **CHAT})
+    send, sent = _one_piece_backend([b"\n"] * 20, pause=0.1)  # 2 s of blank lines, then nothing
+    start = time.monotonic()
+    with pytest.raises(DeadlineMissed, match="DeepSeek sent no token within 1 s of the request"):
+        asyncio.run(send_with_deadlines(send, request, tiers))
+    assert DEADLINE * 0.9 <= time.monotonic() - start < DEADLINE + 1
+    assert sent[0]["stream"] is True and sent[0]["stream_options"] == {"include_usage": True}
+
+    answer = {"id": "c1", "object": "chat.completion", "choices": []}
+    send, _ = _one_piece_backend([b"\n", b"\n", json.dumps(answer).encode()], pause=0.1)
+    response = asyncio.run(send_with_deadlines(send, request, tiers))
+    assert response.status_code == 200 and json.loads(response.content) == answer  # within the deadline: as it came

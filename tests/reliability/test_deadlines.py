@@ -3,8 +3,8 @@
 A real `gateway serve` with 3 s first-token and stall deadlines on both tiers and 60 s idle
 timeouts (`timeout`/`stream_timeout`), so only the deadlines can explain a fast fallback. The
 clients are the openai SDK and, where the raw SSE events matter, httpx. Faults:
-- DeepSeek busy: 200 headers at once, then `: keep-alive` comments (the emulator's keep-alive
-  fault; DeepSeek API docs, "Rate Limit");
+- DeepSeek busy: 200 headers at once, then `: keep-alive` comments or blank lines (the emulator's
+  `busy_keepalive` fault; DeepSeek API docs, "Rate Limit");
 - Ollama hung: accepts the request and sends nothing (emulator `hang`);
 - a stall between tokens / slow but steady tokens: the emulators' delay between chunks.
 """
@@ -27,7 +27,6 @@ from tests.reliability.helpers import LONG, SHORT, assert_clean_text, auth, sse_
 DEADLINE = 3.0      # every first-token and stall deadline of this module's gateway
 IDLE = 60.0         # LiteLLM's idle timeouts: far beyond every bound asserted here
 MARGIN = 5.0        # generous: the machine is shared
-BUSY = 60.0         # how long the busy DeepSeek keeps sending keep-alives
 REPLY = " word" * 8  # the emulators' answer after "Hello from MODEL."
 
 
@@ -85,8 +84,9 @@ def healthy(local, cloud, deadline_gw):
 
 
 def busy(cloud: Emulator) -> None:
-    """DeepSeek queues the request: 200 at once, then only `: keep-alive` comments for BUSY seconds."""
-    cloud.fault("keepalive", delay=BUSY)
+    """DeepSeek queues the request: 200 at once, then only `: keep-alive` comments (a stream) or blank
+    lines, every half second, until the client goes (emulators.deepseek `busy_keepalive`)."""
+    cloud.fault("busy_keepalive", seconds=0, interval=0.5)
 
 
 def ask(gw: Gateway, model: str, stream: bool, messages=SHORT):
