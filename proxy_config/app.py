@@ -8,6 +8,8 @@ The layer
 - answers `GET /health` from cached backend state (LiteLLM's own /health makes LLM calls)
   and `GET /metrics` (hooks.metrics);
 - hands every inference response to the ledger (hooks.ledger) once its last byte is sent;
+- puts LiteLLM's requests to Ollama and DeepSeek under the progress deadlines
+  (proxy_config.deadline_transport);
 - starts the backend monitor when LiteLLM's startup has completed, and moves garbage
   collection onto the event loop (proxy_config.gcguard: a CPython crash before 3.12);
   flushes the ledger at shutdown.
@@ -23,7 +25,7 @@ from custom_router.policy import Route
 from hooks import context, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
-from proxy_config import gcguard, logs, tuning
+from proxy_config import deadline_transport, gcguard, logs, tuning
 
 log = logging.getLogger("gateway.app")
 
@@ -126,6 +128,7 @@ def create_app():
     from litellm.proxy.proxy_server import app as litellm_app
 
     tuning.apply(litellm_app, get_runtime().settings)  # per-request work we do not need (docs/performance.md)
+    deadline_transport.install(get_runtime().settings)  # first-token and stall deadlines (docs/reliability.md)
     logs.adopt_litellm_loggers()
     return GatewayApp(guarded(litellm_app, get_runtime().settings))
 

@@ -53,6 +53,22 @@ class RoutingSettings(BaseModel, extra="forbid"):
         0.0, ge=0, description="USD per 1,000 tokens (prompt + completion) served locally, for power and hardware; "
         "added to the cost of local requests and so subtracted from the savings (docs/observability.md)."
     )
+    # Progress deadlines (proxy_config.deadlines; reasoning for the defaults: docs/reliability.md).
+    local_first_token_seconds: float = Field(
+        120.0, gt=0, description="Ollama: longest wall-clock wait from sending a chat request to its first token "
+        "(model load and prompt evaluation on CPU included); past it the cloud serves the request."
+    )
+    local_stall_seconds: float = Field(
+        60.0, gt=0, description="Ollama: longest gap between two tokens; past it a stream ends with an error "
+        "event, a non-streaming request goes to the cloud."
+    )
+    cloud_first_token_seconds: float = Field(
+        60.0, gt=0, description="DeepSeek: longest wall-clock wait for the first token; keep-alives while DeepSeek "
+        "is busy do not count. Past it the local tier serves the request."
+    )
+    cloud_stall_seconds: float = Field(
+        30.0, gt=0, description="DeepSeek: longest gap between two tokens (keep-alives are not tokens)."
+    )
 
 
 class Settings(BaseModel):
