@@ -56,11 +56,12 @@ from emulators._common import (
     COMMON_FAULTS, EmulatorState, apply_config, build_parser, emulator_app, fault_from_args,
     read_json, run_cli,
 )
-from emulators._content import count_text_tokens
+from emulators._content import count_prompt_tokens, count_text_tokens
 from emulators._responses import early_fault, nonstream_response, run_stream
 from emulators._runner import ClientGone, QueueFull, Slots, until_disconnect
 from emulators.ollama_generate import (
-    RUNNER_ERROR, THINK_VALUES, OllamaConfig, generate, nonstream_body, stream_plan, timings,
+    RUNNER_ERROR, THINK_VALUES, OllamaConfig, generate, nonstream_body, options_of, stream_plan,
+    timings,
 )
 from emulators.ollama_models import (
     CATALOGUE, DEFAULT_MODELS, canonical, missing_capabilities, spec_of,
@@ -207,6 +208,21 @@ async def chat(request: Request) -> Response:
             state.slots.release()
 
 
+def runner_refusal(body: dict, config: OllamaConfig) -> JSONResponse | None:
+    """What the runner refuses before the first token (a real status, routes.go streamResponse):
+    a `format` that is neither "json" nor a schema object (llm/server.go Completion), and with
+    `"truncate": false` a prompt over num_ctx (runner.go errorInputTooLong; no silent cut)."""
+    fmt = body.get("format")
+    if fmt not in (None, "", "json") and not isinstance(fmt, dict):
+        return error(500, f"invalid format: {json.dumps(json.dumps(fmt))}; "
+                          'expected "json" or a valid JSON Schema object')
+    num_ctx = options_of(body).get("num_ctx")
+    num_ctx = num_ctx if isinstance(num_ctx, int) and not isinstance(num_ctx, bool) else config.context_length
+    if body.get("truncate") is False and count_prompt_tokens(body.get("messages"), body.get("tools")) > num_ctx:
+        return error(400, "the input length exceeds the context length")
+    return None
+
+
 async def serve_chat(request: Request, state: OllamaState, model: str, body: dict,
                      fault: Any) -> Response:
     """Generate the answer while holding a slot (the caller releases it)."""
@@ -219,6 +235,9 @@ async def serve_chat(request: Request, state: OllamaState, model: str, body: dic
             raise ClientGone()
         return early
     config: OllamaConfig = state.config
+    refused = runner_refusal(body, config)
+    if refused:
+        return refused
     result = generate(model, body, config)
     times = timings(result, config, cold=state.needs_load(model, result["num_ctx"]))
     await until_disconnect(request, asyncio.sleep(times["load"] + times["prompt"]))

@@ -211,6 +211,22 @@ def test_a_prompt_over_num_ctx_is_truncated_silently(client):
     assert stats(client)["last_options"]["qwen2.5:7b"] == {"num_ctx": 16384}
 
 
+def test_truncate_false_refuses_a_prompt_over_num_ctx_instead_of_cutting_it(client):
+    long = [{"role": "user", "content": "x" * 20_000}]              # 5,004 tokens
+    for stream in (False, True):
+        refused = client.post("/api/chat", json={"model": "qwen2.5:7b", "messages": long,
+                                                 "truncate": False, "stream": stream})
+        assert (refused.status_code, refused.json()) == (400, {"error": "the input length exceeds the context length"})
+    fits = chat(client, messages=long, truncate=False, options={"num_ctx": 8192}).json()
+    assert fits["prompt_eval_count"] == 5004
+
+
+def test_an_invalid_format_is_a_500_before_the_first_byte(client):
+    response = client.post("/api/chat", json={"model": "qwen2.5:7b", "messages": USER, "format": "xml"})
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": 'invalid format: "\\"xml\\""; expected "json" or a valid JSON Schema object'}
+
+
 def test_truncation_drops_the_oldest_messages_but_keeps_system(client):
     system = {"role": "system", "content": "s" * 400}             # 104 tokens
     old = [{"role": "user", "content": "o" * 4000}] * 3           # 1004 tokens each
