@@ -151,6 +151,8 @@ class Stats:
         self.last_options: dict[str, Any] = {}
         self.max_running = self.running           # peak since reset
         self.cancelled = 0                        # requests whose client went away
+        self.reloads = 0                          # Ollama: a model reloaded for another num_ctx
+        self.images_ignored = 0                   # Ollama: requests with images a text model dropped
 
     def record_chat(self, model: str, body: Any) -> None:
         self.chat_by_model[model] += 1
@@ -165,7 +167,8 @@ class Stats:
                 "last_request_by_model": self.last_request_by_model,
                 "last_options": self.last_options, "running": self.running,
                 "queued": self.queued, "max_running": self.max_running,
-                "cancelled": self.cancelled}
+                "cancelled": self.cancelled, "reloads": self.reloads,
+                "images_ignored": self.images_ignored}
 
 
 @dataclass

@@ -150,11 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ignore-schema", action="store_true",
                         help="/_emulator/config follow_schema false: json_object ignores a "
                              "schema in the prompt")
+    parser.add_argument("--max-n", type=int, default=1,
+                        help="/_emulator/config max_n: the largest n (DeepSeek: 1)")
     args = parser.parse_args(argv)
     try:
         app = create_app(args.api_key, fault=fault_from_args(args), chunk_delay=args.delay,
                          config={"json_schema_status": args.json_schema_status,
-                                 "follow_schema": not args.ignore_schema})
+                                 "follow_schema": not args.ignore_schema, "max_n": args.max_n})
     except ValueError as exc:
         parser.error(str(exc))
     run_cli(app, args.host, args.port)

@@ -47,10 +47,13 @@ DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
 class DeepSeekConfig:
     json_schema_status: int = 400      # 422: releases before 2025 rejected json_schema so
     follow_schema: bool = True         # json_object: answer an instance of a schema in the prompt
+    max_n: int = 1                     # DeepSeek serves one choice; raise it to get n choices
 
     def validate(self) -> None:
         if self.json_schema_status not in (400, 422):
             raise ValueError("json_schema_status must be 400 or 422")
+        if not 1 <= self.max_n <= 16:
+            raise ValueError("max_n must be 1..16")
 
 
 def error_body(message: str, type_: str, code: str = "invalid_request_error") -> dict:
@@ -122,8 +125,12 @@ def validate(body: Any, err: str | None, models: tuple[str, ...],
     if not isinstance(body.get("stream", False), bool):
         return error(422, DESERIALIZE + "stream: invalid type, expected a boolean")
     n = body.get("n", 1)
-    if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 16):
-        return error(422, DESERIALIZE + "n: invalid value, expected an integer in [1, 16]")
+    if not (isinstance(n, int) and not isinstance(n, bool)):
+        return error(422, DESERIALIZE + "n: invalid type, expected u32")
+    if not 1 <= n <= config.max_n:
+        # DeepSeek answers one choice only (explodinggradients/ragas#1072, deepseek-ai/DeepSeek-V2#55)
+        return error(400, "Invalid n value (currently only n = 1 is supported)" if config.max_n == 1
+                     else f"Invalid n value, the valid range of n is [1, {config.max_n}]")
     return response_format_error(body, config)
 
 

@@ -56,11 +56,12 @@ from emulators._common import (
     COMMON_FAULTS, EmulatorState, apply_config, build_parser, emulator_app, fault_from_args,
     read_json, run_cli,
 )
-from emulators._content import count_text_tokens
+from emulators._content import count_prompt_tokens, count_text_tokens
 from emulators._responses import early_fault, nonstream_response, run_stream
 from emulators._runner import ClientGone, QueueFull, Slots, until_disconnect
 from emulators.ollama_generate import (
-    RUNNER_ERROR, THINK_VALUES, OllamaConfig, generate, nonstream_body, stream_plan, timings,
+    RUNNER_ERROR, THINK_VALUES, OllamaConfig, generate, nonstream_body, options_of, stream_plan,
+    timings,
 )
 from emulators.ollama_models import (
     CATALOGUE, DEFAULT_MODELS, canonical, missing_capabilities, spec_of,
@@ -89,6 +90,20 @@ class OllamaState(EmulatorState):
     def set_models(self, models: list[str]) -> None:
         self.installed = {canonical(m): now_iso() for m in models}
         self.loaded: dict[str, str] = {}
+        self.loaded_ctx: dict[str, int] = {}     # the num_ctx each model was loaded with
+
+    def needs_load(self, model: str, num_ctx: int) -> bool:
+        """Not loaded, or loaded with another num_ctx: sched.go needsReload compares the
+        runner options, num_ctx among them, and reloads the model when they differ."""
+        name = canonical(model)
+        if name in self.loaded and self.loaded_ctx.get(name) != num_ctx:
+            self.stats.reloads += 1
+            return True
+        return name not in self.loaded
+
+    def mark_loaded(self, model: str, num_ctx: int) -> None:
+        self.loaded[canonical(model)] = now_iso(300)
+        self.loaded_ctx[canonical(model)] = num_ctx
 
     def reset(self) -> None:
         super().reset()
@@ -133,8 +148,6 @@ def capability_error(model: str, body: dict) -> JSONResponse | None:
     wanted = ["completion"]
     if body.get("tools"):
         wanted.append("tools")
-    if has_images(body.get("messages") or []):
-        wanted.append("vision")
     missing = missing_capabilities(model, wanted)
     if missing and "completion" in missing.rsplit("does not support ", 1)[1].split("\n"):
         return error(400, f'"{model}" does not support chat')
@@ -175,6 +188,8 @@ async def chat(request: Request) -> Response:
     refused = capability_error(model, body)
     if refused:
         return refused
+    if has_images(body.get("messages") or []) and "vision" not in spec_of(model).capabilities:
+        state.stats.images_ignored += 1       # the text runners drop them without a word
     fault = state.faults.take(model)
     try:
         await until_disconnect(request, state.slots.acquire())
@@ -193,6 +208,21 @@ async def chat(request: Request) -> Response:
             state.slots.release()
 
 
+def runner_refusal(body: dict, config: OllamaConfig) -> JSONResponse | None:
+    """What the runner refuses before the first token (a real status, routes.go streamResponse):
+    a `format` that is neither "json" nor a schema object (llm/server.go Completion), and with
+    `"truncate": false` a prompt over num_ctx (runner.go errorInputTooLong; no silent cut)."""
+    fmt = body.get("format")
+    if fmt not in (None, "", "json") and not isinstance(fmt, dict):
+        return error(500, f"invalid format: {json.dumps(json.dumps(fmt))}; "
+                          'expected "json" or a valid JSON Schema object')
+    num_ctx = options_of(body).get("num_ctx")
+    num_ctx = num_ctx if isinstance(num_ctx, int) and not isinstance(num_ctx, bool) else config.context_length
+    if body.get("truncate") is False and count_prompt_tokens(body.get("messages"), body.get("tools")) > num_ctx:
+        return error(400, "the input length exceeds the context length")
+    return None
+
+
 async def serve_chat(request: Request, state: OllamaState, model: str, body: dict,
                      fault: Any) -> Response:
     """Generate the answer while holding a slot (the caller releases it)."""
@@ -205,10 +235,13 @@ async def serve_chat(request: Request, state: OllamaState, model: str, body: dic
             raise ClientGone()
         return early
     config: OllamaConfig = state.config
+    refused = runner_refusal(body, config)
+    if refused:
+        return refused
     result = generate(model, body, config)
-    times = timings(result, config, cold=canonical(model) not in state.loaded)
+    times = timings(result, config, cold=state.needs_load(model, result["num_ctx"]))
     await until_disconnect(request, asyncio.sleep(times["load"] + times["prompt"]))
-    state.loaded[canonical(model)] = now_iso(300)
+    state.mark_loaded(model, result["num_ctx"])
     if body.get("stream", True) is not False:
         plan = stream_plan(model, result, times)
         response = HeldStream(run_stream(request, plan, fault,
@@ -249,9 +282,10 @@ async def embed(request: Request) -> Response:
     inputs = [given] if isinstance(given, str) and given else list(given or [])
     if canonical(model) not in state.installed:
         return error(404, f"model '{model}' not found")
-    missing = missing_capabilities(model, ["embedding"])
-    if missing:
-        return error(400, missing)
+    if "embedding" not in spec_of(model).capabilities:
+        # EmbedHandler asks for no capability; the runner of a generation model refuses
+        # (runner/ollamarunner/runner.go, v0.12.6) and EmbedHandler answers 500 with its text.
+        return error(500, "this model does not support embeddings")
     size = spec_of(model).embedding_length
     cold = canonical(model) not in state.loaded
     state.loaded[canonical(model)] = now_iso(300)

@@ -69,7 +69,7 @@ async def tags(request: Request) -> Response:
 
 async def ps(request: Request) -> Response:
     state: OllamaState = request.app.state.emulator
-    return JSONResponse({"models": [ps_entry(n, t, state.config.context_length)
+    return JSONResponse({"models": [ps_entry(n, t, state.loaded_ctx.get(n, state.config.context_length))
                                    for n, t in state.loaded.items()]})
 
 

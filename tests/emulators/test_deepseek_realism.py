@@ -163,6 +163,10 @@ def test_openai_sdk_reads_streamed_tool_calls_and_n_choices(server):
     calls = [tc for chunk in stream if chunk.choices for tc in chunk.choices[0].delta.tool_calls or []]
     assert [c.function.name for c in calls] == ["lookup"]
     assert json.loads(calls[0].function.arguments) == {"query": "query", "limit": 0}
+    with pytest.raises(openai.BadRequestError) as refused:     # DeepSeek serves n = 1 only
+        sdk.chat.completions.create(model="deepseek-chat", messages=USER, n=3)
+    assert refused.value.body["message"] == "Invalid n value (currently only n = 1 is supported)"
+    httpx.post(f"{server.url}/_emulator/config", json={"max_n": 3}).raise_for_status()
     many = sdk.chat.completions.create(model="deepseek-chat", messages=USER, n=3)
     assert [c.index for c in many.choices] == [0, 1, 2]
 
@@ -223,14 +227,14 @@ def test_anthropic_messages_tool_use_and_stream_events(client):
 
 def test_cli_flags_set_the_switches():
     proc = subprocess.Popen([sys.executable, "-m", "emulators.deepseek", "--port", "0",
-                             "--json-schema-status", "422", "--ignore-schema"],
+                             "--json-schema-status", "422", "--ignore-schema", "--max-n", "2"],
                             cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("ready http://127.0.0.1:")
         config = httpx.get(line.split()[1] + "/_emulator/config", timeout=5).json()["config"]
-        assert config == {"json_schema_status": 422, "follow_schema": False}
+        assert config == {"json_schema_status": 422, "follow_schema": False, "max_n": 2}
     finally:
         proc.terminate()
         proc.wait(10)

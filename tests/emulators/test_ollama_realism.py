@@ -182,6 +182,18 @@ def test_load_seconds_delay_only_a_cold_model(client):
     assert warm["load_duration"] == 1_000_000 and time.monotonic() - started < 0.45
 
 
+def test_another_num_ctx_reloads_the_model(client):
+    """sched.go needsReload: a request whose num_ctx differs from the loaded runner's reloads
+    the model, so a client varying num_ctx pays the load time again each time it changes."""
+    configure(client, load_seconds=0.3)
+    assert chat(client, options={"num_ctx": 8192}).json()["load_duration"] == 300_000_000
+    assert chat(client, options={"num_ctx": 8192}).json()["load_duration"] == 1_000_000
+    assert client.get("/api/ps").json()["models"][0]["context_length"] == 8192
+    assert chat(client).json()["load_duration"] == 300_000_000      # the default 4096 again
+    assert client.get("/api/ps").json()["models"][0]["context_length"] == 4096
+    assert stats(client)["reloads"] == 1
+
+
 def test_reply_tokens_sets_the_answer_length(client):
     configure(client, reply_tokens=150)
     body = chat(client).json()
@@ -197,6 +209,22 @@ def test_a_prompt_over_num_ctx_is_truncated_silently(client):
     bigger = chat(client, messages=long, options={"num_ctx": 16384}).json()
     assert bigger["prompt_eval_count"] == count_prompt_tokens(long) == 10004
     assert stats(client)["last_options"]["qwen2.5:7b"] == {"num_ctx": 16384}
+
+
+def test_truncate_false_refuses_a_prompt_over_num_ctx_instead_of_cutting_it(client):
+    long = [{"role": "user", "content": "x" * 20_000}]              # 5,004 tokens
+    for stream in (False, True):
+        refused = client.post("/api/chat", json={"model": "qwen2.5:7b", "messages": long,
+                                                 "truncate": False, "stream": stream})
+        assert (refused.status_code, refused.json()) == (400, {"error": "the input length exceeds the context length"})
+    fits = chat(client, messages=long, truncate=False, options={"num_ctx": 8192}).json()
+    assert fits["prompt_eval_count"] == 5004
+
+
+def test_an_invalid_format_is_a_500_before_the_first_byte(client):
+    response = client.post("/api/chat", json={"model": "qwen2.5:7b", "messages": USER, "format": "xml"})
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": 'invalid format: "\\"xml\\""; expected "json" or a valid JSON Schema object'}
 
 
 def test_truncation_drops_the_oldest_messages_but_keeps_system(client):
@@ -227,8 +255,6 @@ def test_show_reports_capabilities_and_context_length(client, model, capabilitie
     ("deepseek-r1:7b", {"tools": [TOOL]},
      "registry.ollama.ai/library/deepseek-r1:7b does not support tools"),
     ("qwen2.5:7b", {"think": True}, '"qwen2.5:7b" does not support thinking'),
-    ("mistral:7b", {"messages": [{"role": "user", "content": "see", "images": ["aGk="]}]},
-     "registry.ollama.ai/library/mistral:7b does not support vision"),
     ("nomic-embed-text", {}, '"nomic-embed-text" does not support chat'),
 ])
 def test_a_missing_capability_is_ollamas_400(client, model, extra, message):
@@ -237,10 +263,16 @@ def test_a_missing_capability_is_ollamas_400(client, model, extra, message):
     assert response.status_code == 400 and response.json() == {"error": message}
 
 
-def test_llava_accepts_images(client):
-    client.post("/_emulator/models", json={"models": ["llava:7b"]}).raise_for_status()
+def test_images_go_to_llava_and_a_text_model_drops_them_without_a_word(client):
+    """ChatHandler checks no vision capability (v0.12.6 and later): a text runner ignores the
+    images and answers 200, so only `images_ignored` shows that they were lost."""
+    client.post("/_emulator/models", json={"models": ["llava:7b", "mistral:7b"]}).raise_for_status()
     images = [{"role": "user", "content": "what is this?", "images": ["aGk="]}]
     assert chat(client, "llava:7b", messages=images).status_code == 200
+    assert stats(client)["images_ignored"] == 0
+    blind = chat(client, "mistral:7b", messages=images)
+    assert blind.status_code == 200 and blind.json()["message"]["content"].startswith("Hello from mistral:7b.")
+    assert stats(client)["images_ignored"] == 1
 
 
 # ----------------------------------------------------------------- thinking
@@ -336,10 +368,10 @@ def test_embed_returns_deterministic_unit_vectors(client):
     assert bad.status_code == 400 and bad.json() == {"error": "invalid input type"}
 
 
-def test_embed_on_a_chat_model_is_400(client):
+def test_embed_on_a_chat_model_is_the_runners_500(client):
     response = client.post("/api/embed", json={"model": "qwen2.5:7b", "input": "hi"})
-    assert response.status_code == 400
-    assert response.json() == {"error": "registry.ollama.ai/library/qwen2.5:7b does not support embedding"}
+    assert response.status_code == 500
+    assert response.json() == {"error": "this model does not support embeddings"}
 
 
 # ------------------------------------------------------------------ control
