@@ -72,7 +72,12 @@ def deadline_gw(local, cloud, tmp_path_factory):
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     gw = Gateway("deadlines", {"OLLAMA_URL": local.url, "DEEPSEEK_URL": cloud.url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY},
                  config=path)
-    yield gw.wait_ready()
+    gw.wait_ready()
+    wait_healthy(gw.url)
+    for model in ("auto", "deepseek-chat"):  # warm both tiers: a cold first call costs seconds on a busy machine
+        for stream in (False, True):
+            ask(gw, model, stream)
+    yield gw
     gw.stop()
 
 
