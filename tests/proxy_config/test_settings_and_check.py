@@ -66,7 +66,8 @@ def test_tiers_come_from_config_not_names():
     entries = model_entries(yaml.safe_load((REPO / "config.yaml").read_text()))
     assert entries["deepseek-r1:7b"].tier is Tier.LOCAL
     assert entries["deepseek-chat"].tier is Tier.CLOUD and entries["auto"].tier is Tier.AUTO
-    assert {name for name, e in entries.items() if e.tier is Tier.LOCAL} == {"qwen2.5:7b", "qwen2.5:3b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b"}
+    assert {name for name, e in entries.items() if e.tier is Tier.LOCAL} == {"qwen2.5:7b", "qwen2.5:3b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b",
+                                                                                 "nomic-embed-text"}
 
 
 def test_shipped_config_has_no_errors():
