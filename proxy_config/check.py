@@ -28,7 +28,7 @@ def _error(message: str) -> Problem:
     return Problem("error", message)
 
 
-def check_config(settings: Settings) -> list[Problem]:
+def check_config(settings: Settings, allow_weak_keys: bool = False) -> list[Problem]:
     try:
         config = read_config(settings.config_path)
         entries = model_entries(config)
@@ -37,7 +37,7 @@ def check_config(settings: Settings) -> list[Problem]:
     problems = _check_tiers(config, entries, settings)
     problems += _check_fallbacks(config, entries)
     problems += _check_imports(config, settings.config_path)
-    problems += _check_environment(settings)
+    problems += _check_environment(settings, allow_weak_keys)
     problems += _check_keys(config, settings)
     return problems
 
@@ -119,13 +119,18 @@ def _check_imports(config: dict, config_path: Path) -> list[Problem]:
     return problems
 
 
-def _check_environment(settings: Settings) -> list[Problem]:
+def _check_environment(settings: Settings, allow_weak_keys: bool = False) -> list[Problem]:
+    from proxy_config.weak_keys import weak_reason
+
     problems = []
     if settings.master_key is None:
         problems.append(_error(
             "LITELLM_MASTER_KEY is not set; the gateway needs an admin key. "
             "Create one: echo \"LITELLM_MASTER_KEY=sk-$(openssl rand -hex 32)\" >> .env"
         ))
+    elif (why := weak_reason(settings.master_key.get_secret_value(), "LITELLM_MASTER_KEY")) is not None:
+        problems.append(Problem("warning" if allow_weak_keys else "error",
+                                why + ("" if allow_weak_keys else " (or pass --allow-weak-keys for a local demo)")))
     if settings.deepseek_api_key is None:
         problems.append(Problem("warning", "DEEPSEEK_API_KEY is not set: the cloud tier is off and complex requests stay local"))
     return problems

@@ -18,6 +18,7 @@ app = typer.Typer(help="Unified AI Gateway: an OpenAI-compatible, local-first Li
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+WeakKeysOpt = Annotated[bool, typer.Option("--allow-weak-keys", help="Accept a short, example or low-entropy LITELLM_MASTER_KEY (local demos only).")]
 
 
 def fail(message: str) -> typer.Exit:
@@ -39,6 +40,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Bind port (default: PORT or 8080).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: WORKERS or 1).")] = None,
     limit_max_requests: Annotated[int | None, typer.Option(help="Recycle a worker after this many requests (memory growth); jittered by 10%.", min=1)] = None,
+    allow_weak_keys: WeakKeysOpt = False,
 ) -> None:
     """Start the gateway (LiteLLM proxy + routing hooks) on HOST:PORT."""
     from proxy_config import logs
@@ -49,7 +51,7 @@ def serve(
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     atexit.register(shutil.rmtree, metrics_dir, True)
     os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, JSON_LOGS="True")
-    problems = [p for p in check_config(settings) if p.level == "error"]
+    problems = [p for p in check_config(settings, allow_weak_keys) if p.level == "error"]
     if problems:
         raise fail("config is invalid:\n  " + "\n  ".join(p.message for p in problems))
     from proxy_config.keys import load_keys
@@ -81,12 +83,12 @@ def serve(
 
 
 @app.command()
-def check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def check(config: ConfigOpt = None, as_json: JsonOpt = False, allow_weak_keys: WeakKeysOpt = False) -> None:
     """Validate config.yaml and the environment; exit 1 on any error."""
     from proxy_config.check import check_config
 
     settings = settings_or_exit(config_path=config)
-    problems = check_config(settings)
+    problems = check_config(settings, allow_weak_keys)
     if as_json:
         typer.echo(json.dumps([p.__dict__ for p in problems], indent=2))
     else:
@@ -137,6 +139,10 @@ app.command(name="report")(report.report)
 from proxy_config.keys import keys_app  # noqa: E402  (keys: issue 3)
 
 app.add_typer(keys_app, name="keys")
+from proxy_config import backup  # noqa: E402  (provisioning: issue 14)
+
+app.command(name="backup")(backup.backup_cmd)
+app.command(name="restore")(backup.restore_cmd)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)

@@ -1,0 +1,208 @@
+"""`gateway backup` and `gateway restore`: the ledger, PostgreSQL, config.yaml and the env file.
+
+`gateway backup --out DIR` writes DIR/<UTC stamp>/ (0700; files 0600, they hold secrets) with:
+- `ledger.sqlite3`: a consistent copy of DATA_DIR/ledger.sqlite3 through SQLite's online backup
+  API (safe while the gateway writes), when that file exists;
+- `postgres.dump`: `pg_dump --format=custom` of DATABASE_URL (LiteLLM's virtual keys and spend,
+  the ledger in DB mode), when DATABASE_URL is set;
+- `config.yaml`, and the env file given with `--env-file` (e.g. /etc/ai-gateway/env);
+- `MANIFEST.json`: every file with its sha256 and where it came from.
+Then it keeps only the newest `--keep` backups in DIR. The Ansible backup role runs it from a
+systemd timer; an off-host copy is that role's rsync step.
+
+`gateway restore DIR/<stamp> --yes` checks every sha256 first, then puts each file back where the
+manifest says (the ledger through the backup API, PostgreSQL with `pg_restore --clean --if-exists`).
+Stop the gateway before restoring.
+
+How it fails: exit 1 with a message saying what to do when DATA_DIR has no ledger and there is
+no DATABASE_URL (nothing to back up), pg_dump/pg_restore is missing or fails (its stderr, with the
+password never on the command line: it goes through PGPASSWORD), a manifest sha256 does not
+match (nothing is restored), or `--yes` is missing. A half-written backup folder is removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import typer
+
+from proxy_config.settings import Settings, SettingsError, load_settings
+
+SQLITE_FILE = "ledger.sqlite3"  # hooks.ledger_store.SQLITE_FILE (not imported: that pulls LiteLLM in)
+MANIFEST = "MANIFEST.json"
+
+
+class BackupError(RuntimeError):
+    pass
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sqlite_copy(source: Path, dest: Path) -> None:
+    """A consistent copy through SQLite's online backup API (works while a writer is active)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(dest)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def pg_command(url: str) -> tuple[str, dict[str, str]]:
+    """DATABASE_URL without its password, and an environment carrying the password (PGPASSWORD)."""
+    parts = urlsplit(url)
+    env = {**os.environ}
+    if parts.password is not None:
+        env["PGPASSWORD"] = unquote(parts.password)
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}@{host}" + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url, env
+
+
+def _run_pg(tool: str, args: list[str], url: str) -> None:
+    if shutil.which(tool) is None:
+        raise BackupError(f"{tool} is not installed; install the PostgreSQL client (apt-get install postgresql-client)")
+    bare, env = pg_command(url)
+    result = subprocess.run([tool, *args, f"--dbname={bare}"], capture_output=True, text=True, env=env, timeout=3600)
+    if result.returncode != 0:
+        raise BackupError(f"{tool} exited {result.returncode}: {result.stderr.strip()[-2000:]}")
+
+
+def backup(settings: Settings, out: Path, keep: int, env_file: Path | None, now: dt.datetime | None = None) -> Path:
+    """Write one dated backup under `out` and prune old ones; returns the backup folder."""
+    ledger = settings.data_dir / SQLITE_FILE
+    database_url = settings.database_url.get_secret_value() if settings.database_url else None
+    if not ledger.exists() and database_url is None:
+        raise BackupError(f"nothing to back up: no ledger at {ledger} and no DATABASE_URL; check DATA_DIR")
+    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = out / stamp
+    partial = Path(tempfile.mkdtemp(prefix=f".{stamp}-", dir=out))
+    old_umask = os.umask(0o077)
+    files: dict[str, dict[str, str]] = {}
+    try:
+        if ledger.exists():
+            sqlite_copy(ledger, partial / SQLITE_FILE)
+            files[SQLITE_FILE] = {"source": str(ledger.resolve())}
+        if database_url is not None:
+            _run_pg("pg_dump", ["--format=custom", "--no-owner", f"--file={partial / 'postgres.dump'}"], database_url)
+            files["postgres.dump"] = {"source": "DATABASE_URL"}
+        for name, source in (("config.yaml", settings.config_path), ("env", env_file)):
+            if source is not None and Path(source).is_file():
+                shutil.copyfile(source, partial / name)
+                files[name] = {"source": str(Path(source).resolve())}
+        for name in files:
+            files[name]["sha256"] = sha256(partial / name)
+        (partial / MANIFEST).write_text(json.dumps({"created": stamp, "files": files}, indent=2) + "\n")
+        partial.rename(target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        os.umask(old_umask)
+    prune(out, keep)
+    return target
+
+
+def backups_in(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.is_dir() and (p / MANIFEST).is_file() and not p.name.startswith("."))
+
+
+def prune(out: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` backups (stamps sort by time)."""
+    old = backups_in(out)[:-keep] if keep > 0 else []
+    for path in old:
+        shutil.rmtree(path)
+    return old
+
+
+def restore(folder: Path, settings: Settings) -> list[str]:
+    """Verify every file, then put each back; returns what was restored."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise BackupError(f"{folder} has no {MANIFEST}: give a folder written by `gateway backup`")
+    files = json.loads(manifest_path.read_text())["files"]
+    for name, meta in files.items():
+        if not (folder / name).is_file() or sha256(folder / name) != meta["sha256"]:
+            raise BackupError(f"{folder / name} is missing or does not match its sha256 in {MANIFEST}; nothing was restored")
+    restored = []
+    if SQLITE_FILE in files:
+        dest = settings.data_dir / SQLITE_FILE
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sqlite_copy(folder / SQLITE_FILE, dest)
+        restored.append(f"ledger -> {dest}")
+    if "postgres.dump" in files:
+        if settings.database_url is None:
+            raise BackupError("the backup has a PostgreSQL dump but DATABASE_URL is not set; set it to the database to restore into")
+        _run_pg("pg_restore", ["--clean", "--if-exists", "--no-owner", str(folder / "postgres.dump")],
+                settings.database_url.get_secret_value())
+        restored.append("postgres.dump -> DATABASE_URL")
+    for name in ("config.yaml", "env"):
+        if name in files:
+            dest = Path(files[name]["source"])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / name, dest)
+            restored.append(f"{name} -> {dest}")
+    return restored
+
+
+# --- the commands (registered in proxy_config.cli) ---
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config_path=config)
+    except SettingsError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+
+
+def backup_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder that holds the dated backups.")],
+    keep: Annotated[int, typer.Option(help="How many backups to keep in --out (older ones are removed).", min=1)] = 14,
+    env_file: Annotated[Path | None, typer.Option("--env-file", help="The env file to include (e.g. /etc/ai-gateway/env).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")] = None,
+) -> None:
+    """Back up the ledger (SQLite backup API), PostgreSQL (pg_dump), config.yaml and the env file."""
+    try:
+        target = backup(_settings(config), out, keep, env_file)
+    except BackupError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"backup written to {target}")
+
+
+def restore_cmd(
+    folder: Annotated[Path, typer.Argument(help="A backup folder written by `gateway backup` (<out>/<stamp>).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Overwrite the ledger, database, config and env file.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")] = None,
+) -> None:
+    """Restore a backup (stop the gateway first); checks every sha256 before touching anything."""
+    if not yes:
+        typer.secho("error: restore overwrites the ledger, the database, config.yaml and the env file; "
+                    "stop the gateway, then run again with --yes", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    try:
+        restored = restore(folder, _settings(config))
+    except BackupError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    for line in restored:
+        typer.echo(f"restored {line}")
