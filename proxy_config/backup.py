@@ -186,7 +186,7 @@ def backup_cmd(
     except BackupError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"backup written to {target}")
+    typer.echo(f"backup written to {target.resolve()}")
 
 
 def restore_cmd(
