@@ -18,6 +18,9 @@ app = typer.Typer(help="Unified AI Gateway: an OpenAI-compatible, local-first Li
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# uvicorn's idle keep-alive, above nginx's upstream keepalive_timeout (60 s, proxy_config/templates)
+# and common load balancers' 60 s: the proxy in front always closes an idle connection first.
+UVICORN_KEEP_ALIVE_S = 75
 WeakKeysOpt = Annotated[bool, typer.Option("--allow-weak-keys", help="Accept a short, example or low-entropy LITELLM_MASTER_KEY (local demos only).")]
 
 
@@ -76,6 +79,7 @@ def serve(
         http="httptools",
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=UVICORN_KEEP_ALIVE_S,
         limit_max_requests=limit_max_requests,
         limit_max_requests_jitter=(limit_max_requests or 0) // 10,
         log_config=logs.uvicorn_log_config(settings.log_level),

@@ -85,7 +85,8 @@ def nginx_variables(*, server_name: str = "_", listen_address: str = "", http_po
                     certificate_key: Path = Path("/etc/ssl/ai-gateway/privkey.pem"),
                     upstream_host: str = "127.0.0.1", upstream_port: int = 8080,
                     client_max_body_size: str = "20m", read_timeout: str = "600s",
-                    hsts_max_age: int = 31536000, ipv6: bool = True) -> dict[str, object]:
+                    hsts_max_age: int = 31536000, ipv6: bool = True, upstream_keepalive_timeout: str = "60s",
+                    limit_req_rate: str = "20r/s", limit_req_burst: int = 40, limit_conn: int = 64) -> dict[str, object]:
     return {
         "nginx_server_name": server_name,
         "nginx_listen_address": listen_address,
@@ -97,6 +98,10 @@ def nginx_variables(*, server_name: str = "_", listen_address: str = "", http_po
         "nginx_upstream_host": upstream_host,
         "nginx_upstream_port": upstream_port,
         "nginx_upstream_keepalive": 32,
+        "nginx_upstream_keepalive_timeout": upstream_keepalive_timeout,
+        "nginx_limit_req_rate": limit_req_rate,
+        "nginx_limit_req_burst": limit_req_burst,
+        "nginx_limit_conn": limit_conn,
         "nginx_client_max_body_size": client_max_body_size,
         "nginx_proxy_read_timeout": read_timeout,
         "nginx_hsts_max_age": hsts_max_age,
@@ -154,12 +159,18 @@ def nginx(
     client_max_body_size: Annotated[str, typer.Option(help="Largest request body nginx accepts.")] = "20m",
     read_timeout: Annotated[str, typer.Option(help="Longest gap between two reads from the gateway.")] = "600s",
     hsts_max_age: Annotated[int, typer.Option(help="Strict-Transport-Security max-age in seconds (0 = no header).", min=0)] = 31536000,
+    upstream_keepalive_timeout: Annotated[str, typer.Option(help="Idle upstream connections are closed after this; keep it below the gateway's 75 s.")] = "60s",
+    limit_req_rate: Annotated[str, typer.Option(help="Requests per client address (nginx limit_req rate, e.g. 20r/s).")] = "20r/s",
+    limit_req_burst: Annotated[int, typer.Option(help="Burst above that rate, served without delay.", min=0)] = 40,
+    limit_conn: Annotated[int, typer.Option(help="Requests in flight per client address (streams count for their whole length).", min=1)] = 64,
     as_json: JsonOpt = False,
 ) -> None:
     """Render ai-gateway.conf (nginx site: TLS, HTTP->HTTPS redirect, streaming proxy)."""
     variables = nginx_variables(server_name=server_name, listen_address=listen_address, http_port=http_port,
                                 https_port=https_port, certificate=certificate, certificate_key=certificate_key,
                                 upstream_port=upstream_port, client_max_body_size=client_max_body_size,
-                                read_timeout=read_timeout, hsts_max_age=hsts_max_age, ipv6=not listen_address)
+                                read_timeout=read_timeout, hsts_max_age=hsts_max_age, ipv6=not listen_address,
+                                upstream_keepalive_timeout=upstream_keepalive_timeout, limit_req_rate=limit_req_rate,
+                                limit_req_burst=limit_req_burst, limit_conn=limit_conn)
     _write(out, "ai-gateway.conf", render(NGINX_TEMPLATE, variables), as_json,
            "sudo install -m 0644 {path} /etc/nginx/sites-enabled/ && sudo nginx -t && sudo systemctl reload nginx")

@@ -118,12 +118,20 @@ def ensure_wheelhouse() -> Path:
     return WHEELS
 
 
-def source_archive(dest: Path) -> Path:
-    """A tar of the working tree's tracked and untracked-but-not-ignored files."""
+def source_archive(dest: Path, changes: dict[str, bytes] | None = None) -> Path:
+    """A tar of the working tree's tracked and untracked-but-not-ignored files.
+
+    `changes` replaces or adds files (name -> content): a new release for the upgrade test.
+    """
+    changes = changes or {}
     names = run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO).stdout.split("\0")
     with tarfile.open(dest, "w") as tar:
-        for name in sorted(n for n in names if n and (REPO / n).is_file()):
+        for name in sorted(n for n in names if n and (REPO / n).is_file() and n not in changes):
             tar.add(REPO / name, arcname=name, recursive=False)
+        for name, data in sorted(changes.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
     return dest
 
 
@@ -154,6 +162,7 @@ class Converge:
     workdir: Path
     mounts: list[Path] = field(default_factory=list)
     applies: list[tuple[Recap, str, float]] = field(default_factory=list)
+    releases: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def create(cls, name: str = "run") -> Converge:
@@ -191,7 +200,11 @@ class Converge:
         return {"gateway_source_archive": str(archive), "ollama_archive_src": str(ollama),
                 "ollama_archive_sha256": stub_ollama_archive(ollama)}
 
-    def apply(self, extra: dict[str, str]) -> Recap:
+    def release_archive(self, name: str, changes: dict[str, bytes]) -> str:
+        """A source archive for another release (the upgrade and rollback tests)."""
+        return str(source_archive(self.workdir / f"ai-gateway-src-{name}.tar", changes))
+
+    def apply(self, extra: dict[str, str], *flags: str, expect_failure: bool = False) -> Recap:
         inventory = self.workdir / "inventory.yml"
         inventory.write_text(
             "ai_gateway:\n  hosts:\n"
@@ -201,7 +214,7 @@ class Converge:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         env = {**env, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(self.workdir / "ansible-tmp")}
-        cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "site.yml", "-e", f"@{FIXTURES / 'converge-vars.yml'}"]
+        cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "site.yml", *flags, "-e", f"@{FIXTURES / 'converge-vars.yml'}"]
         for key, value in extra.items():
             cmd += ["-e", f"{key}={value}"]
         started = time.monotonic()
@@ -210,6 +223,10 @@ class Converge:
         (self.workdir / f"apply-{len(self.applies) + 1}.log").write_text(output)
         recap = parse_recap(output, str(self.root))
         self.applies.append((recap, output, time.monotonic() - started))
+        if expect_failure:
+            if result.returncode == 0:
+                raise ConvergeError(f"ansible-playbook was expected to fail but exited 0:\n{output[-6000:]}")
+            return recap
         if result.returncode != 0 or recap.failed or recap.unreachable:
             raise ConvergeError(f"ansible-playbook exited {result.returncode}:\n{output[-6000:]}")
         return recap

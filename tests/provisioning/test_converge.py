@@ -4,7 +4,9 @@ Services are not started (policy-rc.d exits 101, *_service_manage: false); every
 real: apt packages, users, the venv installed by pip from requirements.lock (offline wheelhouse),
 config.yaml, the 0600 environment file, units, nginx site, Redis and nftables configuration.
 Then, inside the root, the checks a release needs; and a second apply must change nothing.
-Needs root; about 4 minutes on a 2-core machine once the debootstrap cache exists (+1 min without).
+After that, in the same root: `--check --diff` (clean, no secret printed), an upgrade to a new
+release (its own venv, switched by symlink) and a broken release that fails the health gate and
+is rolled back. Needs root; see docs/provisioning.md for how long it takes.
 """
 
 from __future__ import annotations
@@ -36,12 +38,26 @@ def converged() -> Iterator[Converge]:
         extra = converge.extra_vars()
         converge.apply(extra)
         converge.apply(extra)
+        converge.releases = {"first": release_link(converge)}
+        converge.apply(extra, "--check", "--diff")
+        # An upgrade: the same code plus one file is a new source revision, hence a new release.
+        upgrade = {**extra, "gateway_source_archive": converge.release_archive("upgrade", {"RELEASE-NOTE": b"upgrade test\n"})}
+        converge.apply(upgrade)
+        converge.releases["upgrade"] = release_link(converge)
+        # A broken release: installs fine, but its `gateway check` cannot even import; the gate must roll back.
+        broken_check = (REPO / "proxy_config/check.py").read_bytes() + b"\nthis release is broken(\n"
+        broken = {**extra, "gateway_source_archive": converge.release_archive("broken", {"proxy_config/check.py": broken_check})}
+        converge.apply(broken, expect_failure=True)
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         timings = ", ".join(f"apply {n}: {seconds:.0f} s" for n, (_, _, seconds) in enumerate(converge.applies, 1))
         (LOG_DIR / "converge-timing.txt").write_text(f"{timings}; total {time.monotonic() - started:.0f} s\n")
         yield converge
     finally:
         converge.teardown(keep=os.environ.get("GATEWAY_CONVERGE_KEEP") == "1")
+
+
+def release_link(converge: Converge) -> str:
+    return os.readlink(converge.root / "opt/ai-gateway/venv")
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
@@ -54,6 +70,36 @@ def test_first_apply_changes_the_host_and_second_apply_changes_nothing(converged
     assert first.changed > 20
     assert second.changed == 0, converged.applies[1][1][-6000:]
     assert second.failed == 0
+
+
+def test_check_diff_on_the_converged_root_is_clean_and_prints_no_secret(converged: Converge) -> None:
+    recap, output, _ = converged.applies[2]
+    assert "--- before" in output or "changed=0" in output  # --diff was on
+    assert (recap.changed, recap.failed) == (0, 0), output[-6000:]
+    secrets = yaml.safe_load((REPO / "tests/provisioning/fixtures/converge-vars.yml").read_text())
+    for name in ("gateway_master_key", "redis_requirepass"):
+        for n, (_, apply_output, _) in enumerate(converged.applies, 1):
+            assert secrets[name] not in apply_output, f"{name} printed by apply {n}"
+
+
+def test_each_release_has_its_own_venv_and_the_upgrade_switched_the_link(converged: Converge) -> None:
+    first, upgrade = converged.releases["first"], converged.releases["upgrade"]
+    assert re.fullmatch(r"/opt/ai-gateway/releases/[0-9a-f]{12}/venv", first)
+    assert re.fullmatch(r"/opt/ai-gateway/releases/[0-9a-f]{12}/venv", upgrade) and upgrade != first
+    assert (converged.root / first.lstrip("/") / "bin/gateway").exists()  # the previous release stays for a rollback
+    upgrade_recap = converged.applies[3][0]
+    assert upgrade_recap.changed >= 2 and upgrade_recap.failed == 0
+
+
+def test_a_release_that_fails_the_health_gate_is_rolled_back(converged: Converge) -> None:
+    recap, output, _ = converged.applies[4]
+    assert recap.failed == 1
+    assert "failed its health gate at \"Gate 1" in output
+    assert f"rolled back to {converged.releases['upgrade']}" in output
+    assert release_link(converged) == converged.releases["upgrade"]
+    out = ok(converged.chroot("sh", "-c", "set -a; . /etc/ai-gateway/env; set +a; cd /var/lib && "
+                              "/opt/ai-gateway/venv/bin/gateway check --config /etc/ai-gateway/config.yaml"))
+    assert "/etc/ai-gateway/config.yaml: OK" in out
 
 
 def test_nginx_accepts_the_deployed_configuration(converged: Converge) -> None:
@@ -119,6 +165,9 @@ def test_firewall_ruleset_opens_only_ssh_http_https_and_nft_accepts_it(converged
     rules = (converged.root / "etc/nftables.conf").read_text()
     assert re.findall(r"tcp dport \{ ([^}]*) \}", rules) == ["22, 80, 443"]
     assert "policy drop;" in rules
+    # Only our own table is replaced, and SSH is rate-limited per source address.
+    assert "flush ruleset" not in rules and re.findall(r"^table inet (\S+)", rules, re.M) == ["ai_gateway"] * 2
+    assert len(re.findall(r"tcp dport 22 ct state new update @ssh_meter_v[46] \{ ip6? saddr limit rate over 10/minute", rules)) == 2
     ok(converged.chroot("nft", "-c", "-f", "/etc/nftables.conf"))
 
 

@@ -1,6 +1,8 @@
-"""Known, short and low-entropy secrets are refused: by `gateway check` and by the Ansible roles.
+"""What the roles refuse before they change anything, and `gateway check`'s weak-key refusal.
 
-The rule is proxy_config/weak_keys.py; the roles reach it through ansible/filter_plugins.
+- Known, short and low-entropy secrets: the rule is proxy_config/weak_keys.py; the roles reach it
+  through ansible/filter_plugins.
+- A firewall that would not open the SSH port the play is using.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ def test_gateway_check_refuses_the_example_master_key_unless_allow_weak_keys(tmp
     assert _check(tmp_path, MASTER_KEY).returncode == 0
 
 
-def test_the_playbook_refuses_the_example_inventorys_secrets(tmp_path: Path) -> None:
-    """The example inventory as an operator would copy it: the roles stop before changing anything."""
+def preflight(tmp_path: Path, tag: str, *extra: str) -> subprocess.CompletedProcess:
+    """Only the role's preflight asserts (tag <role>_preflight), on localhost without become: nothing is changed."""
     if not (VENV_BIN / "ansible-playbook").exists():
         pytest.skip("ansible-core is not installed in the venv (requirements-test.txt)")
     inventory = tmp_path / "hosts.yml"
@@ -69,12 +71,26 @@ def test_the_playbook_refuses_the_example_inventorys_secrets(tmp_path: Path) -> 
     group_vars = REPO / "ansible/inventory/example/group_vars/ai_gateway"
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"),
            "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "site.yml", "--tags", f"{tag}_preflight",
+                           "-e", f"@{group_vars / 'main.yml'}", "-e", f"@{group_vars / 'vault.yml'}", "-e", "ansible_become=false", *extra],
+                          cwd=REPO / "ansible", env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_firewall_refuses_to_close_the_ssh_port_the_play_uses(tmp_path: Path) -> None:
+    refused = preflight(tmp_path, "firewall", "-e", "ansible_port=2222", "-e", "firewall_ssh_port=22")
+    assert refused.returncode == 2, refused.stdout[-3000:]
+    assert "This play reaches the host on TCP 2222, but the firewall would open only 22, 80, 443" in refused.stdout
+    accepted = preflight(tmp_path, "firewall", "-e", "ansible_port=2222")  # firewall_ssh_port follows ansible_port
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+    assert "TASK [firewall : Refuse a ruleset that would close the SSH port this play is using]" in accepted.stdout
+    assert "failed=0" in accepted.stdout and "changed=0" in accepted.stdout
+
+
+def test_the_playbook_refuses_the_example_inventorys_secrets(tmp_path: Path) -> None:
+    """The example inventory as an operator would copy it: the roles stop before changing anything."""
     results = {}
     for tag in ("gateway", "redis"):
-        # Only the roles' preflight asserts run (tag `preflight`); become is off, nothing is changed.
-        result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "site.yml", "--tags", f"{tag}_preflight",
-                                 "-e", f"@{group_vars / 'main.yml'}", "-e", f"@{group_vars / 'vault.yml'}", "-e", "ansible_become=false"],
-                                cwd=REPO / "ansible", env=env, capture_output=True, text=True, timeout=300)
+        result = preflight(tmp_path, tag)
         results[tag] = result.stdout + result.stderr
         assert result.returncode == 2, results[tag][-3000:]
     assert "gateway_master_key is a value published in this repository's examples" in results["gateway"]
