@@ -38,7 +38,11 @@ def _ollama(settings: Settings) -> list[dict]:
         return [finding("ollama", False, f"cannot reach Ollama at {url} ({type(exc).__name__}); "
                         "start it (systemctl start ollama) or set OLLAMA_URL in .env")]
     installed = {normalize_tag(str(m.get("name"))) for m in tags if isinstance(m, dict)}
-    results = [finding("ollama", True, f"Ollama {version} at {url}, {len(installed)} models installed")]
+    try:
+        placement = gpu_report(httpx.get(f"{url}/api/ps", timeout=TIMEOUT).json())
+    except (httpx.HTTPError, ValueError):
+        placement = "which models run on the GPU is unknown (/api/ps did not answer)"
+    results = [finding("ollama", True, f"Ollama {version} at {url}, {len(installed)} models installed; {placement}")]
     entries = model_entries(read_config(settings.config_path))
     for entry in entries.values():
         if entry.tier is not Tier.LOCAL:
@@ -68,6 +72,28 @@ def _compare(url: str, entry: ModelEntry) -> dict:
              f"window {entry.context_window}")
     problems = differences(entry, reported)
     return finding(what, not problems, shown + "".join(f"; WARNING: {p}" for p in problems))
+
+
+def gpu_report(ps: object) -> str:
+    """Pure: where Ollama's loaded models run, from /api/ps (`size` and `size_vram`, in bytes).
+
+    Ollama reports size_vram == size for a model fully on the GPU, 0 for one on the CPU, and
+    something in between when layers are split (ollama/ollama api/types.go ProcessModelResponse).
+    """
+    models = ps.get("models") if isinstance(ps, dict) else None
+    if not models:
+        return "no model loaded, so GPU use cannot be seen yet (send a request, then run doctor again)"
+    parts = []
+    for model in models:
+        size, vram = int(model.get("size") or 0), int(model.get("size_vram") or 0)
+        name = model.get("name") or model.get("model") or "?"
+        if size and vram >= size:
+            parts.append(f"{name} on the GPU")
+        elif vram == 0:
+            parts.append(f"{name} on the CPU (size_vram 0: on a GPU host, check the driver with nvidia-smi or rocminfo)")
+        else:
+            parts.append(f"{name} {100 * vram // max(size, 1)}% on the GPU (the rest on the CPU: it does not fit in VRAM)")
+    return "loaded: " + "; ".join(parts)
 
 
 def _deepseek(settings: Settings) -> dict:

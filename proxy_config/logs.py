@@ -8,7 +8,10 @@ A line looks like
     {"ts": "2026-01-01T12:00:00.123Z", "level": "INFO", "logger": "gateway.request",
      "message": "request", "request_id": "3f2a...", "route": "local", ...}
 `request_id` is the `x-request-id` of the request being served (from hooks.context), so all
-lines of one request can be grepped together. Redaction replaces the configured keys
+lines of one request can be grepped together. LiteLLM attaches its own handler to its loggers
+when it is imported; `AdoptLiteLLM`, a filter uvicorn_log_config puts on those loggers, removes it
+before the first record is handled, so every LiteLLM line is written once, in this format.
+Redaction replaces the configured keys
 (GATEWAY_LOG_SECRETS, set by `gateway serve`) and anything shaped like a key or a bearer
 token with `[redacted sha256:<8 hex>]`. A record that cannot be formatted is still written.
 """
@@ -76,6 +79,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class AdoptLiteLLM(logging.Filter):
+    """On LiteLLM's loggers: before a record is handled, drop the handler LiteLLM attached at import
+    (its own JSON or plain-text one) and let the record propagate to ours. Without it, every line
+    logged while proxy_server is imported was written twice (issue 14)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger = logging.getLogger(record.name)
+        if logger.handlers or not logger.propagate:
+            adopt_litellm_loggers()
+        return True
+
+
 class SkipInferenceAccess(logging.Filter):
     """Drops uvicorn's access line for inference requests (/v1/chat/completions, ...): each of
     them gets the gateway's `request` line (hooks.ledger) with route, tokens and cost instead.
@@ -138,7 +153,8 @@ def uvicorn_log_config(level: str) -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"request_id": {"()": "proxy_config.logs.RequestIdFilter"},
-                    "skip_inference_access": {"()": "proxy_config.logs.SkipInferenceAccess"}},
+                    "skip_inference_access": {"()": "proxy_config.logs.SkipInferenceAccess"},
+                    "adopt_litellm": {"()": "proxy_config.logs.AdoptLiteLLM"}},
         "formatters": {"json": {"()": "proxy_config.logs.JsonLineFormatter"}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level},
@@ -147,13 +163,14 @@ def uvicorn_log_config(level: str) -> dict:
             "uvicorn.error": {"level": level},
             "uvicorn.access": {"handlers": ["default"], "level": level, "propagate": False,
                                "filters": ["skip_inference_access"]},
+            **{name: {"filters": ["adopt_litellm"]} for name in (*LITELLM_LOGGERS, "LiteLLM Proxy.stdout")},
         },
     }
 
 
 def adopt_litellm_loggers() -> None:
     """Route LiteLLM's loggers through our handler (they come with their own plain-text one)."""
-    for name in LITELLM_LOGGERS:
+    for name in (*LITELLM_LOGGERS, "LiteLLM Proxy.stdout"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
             logger.removeHandler(handler)

@@ -6,7 +6,9 @@ Owns the scaffolding only (the roles do the work):
 - a wheelhouse of requirements.lock (+ setuptools for the build), made on the host with the
   host's pip and mounted read-only in the root, so pip in the root installs with --no-index;
 - a tar of the working tree (`git ls-files`), deployed with gateway_source=archive;
-- a stub Ollama release archive (no download: its sha256 is computed here and checked by the role);
+- a stub Ollama release (bin/ollama, lib/ollama/) with its sha256sum.txt, served over HTTP on the
+  host's loopback (the chroot shares the network), so the role really fetches sha256sum.txt,
+  downloads the archive and checks it, as against github.com;
 - a fresh copy of the base per run, /proc mounted, a policy-rc.d that exits 101, and teardown.
 
 Needs root, debootstrap, chroot, zstd and the Debian mirror. Failures raise ConvergeError with
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import http.server
 import io
 import os
 import re
@@ -25,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +140,30 @@ def source_archive(dest: Path, changes: dict[str, bytes] | None = None) -> Path:
     return dest
 
 
-def stub_ollama_archive(dest: Path) -> str:
+def stub_ollama_release(folder: Path, version: str) -> None:
+    """folder/v<version>/: the amd64 archive and a sha256sum.txt shaped like Ollama's (./<file> lines)."""
+    release = folder / f"v{version}"
+    release.mkdir(parents=True, exist_ok=True)
+    amd64 = stub_ollama_archive(release / "ollama-linux-amd64.tar.zst", version)
+    other = hashlib.sha256(b"not served").hexdigest()  # the arm64 and ROCm lines of a real sha256sum.txt
+    (release / "sha256sum.txt").write_text(f"{amd64}  ./ollama-linux-amd64.tar.zst\n{other}  ./ollama-linux-arm64.tar.zst\n"
+                                           f"{other}  ./ollama-linux-amd64-rocm.tar.zst\n")
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def stub_ollama_archive(dest: Path, version: str = "") -> str:
     """A .tar.zst shaped like Ollama's release (bin/ollama, lib/ollama/); returns its sha256."""
-    script = b"#!/bin/sh\necho 'ollama stub from the converge test' >&2\nexit 0\n"
+    script = f"#!/bin/sh\necho 'ollama {version} stub from the converge test' >&2\nexit 0\n".encode()
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for name, data, mode in (("bin/ollama", script, 0o755), ("lib/ollama/README", b"stub\n", 0o644)):
@@ -161,6 +187,7 @@ class Converge:
     root: Path
     workdir: Path
     mounts: list[Path] = field(default_factory=list)
+    server: http.server.ThreadingHTTPServer | None = None
     applies: list[tuple[Recap, str, float]] = field(default_factory=list)
     releases: dict[str, str] = field(default_factory=dict)
 
@@ -194,11 +221,17 @@ class Converge:
         run(["mount", *args, str(target)])
         self.mounts.append(target)
 
+    def ollama_release(self, version: str) -> dict[str, str]:
+        """Serve a stub Ollama release; the variables that point the role at it."""
+        stub_ollama_release(self.workdir / "ollama-releases", version)
+        if self.server is None:
+            self.server = serve_folder(self.workdir / "ollama-releases")
+        port = self.server.server_address[1]
+        return {"ollama_version": version, "ollama_release_url": f"http://127.0.0.1:{port}/v{version}"}
+
     def extra_vars(self) -> dict[str, str]:
         archive = source_archive(self.workdir / "ai-gateway-src.tar")
-        ollama = self.workdir / "ollama-linux-amd64.tar.zst"
-        return {"gateway_source_archive": str(archive), "ollama_archive_src": str(ollama),
-                "ollama_archive_sha256": stub_ollama_archive(ollama)}
+        return {"gateway_source_archive": str(archive), **self.ollama_release("0.32.7")}
 
     def release_archive(self, name: str, changes: dict[str, bytes]) -> str:
         """A source archive for another release (the upgrade and rollback tests)."""
@@ -236,6 +269,9 @@ class Converge:
                               env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
 
     def teardown(self, keep: bool = False) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
         for target in reversed(self.mounts):
             subprocess.run(["umount", "-l", str(target)], capture_output=True)
         self.mounts.clear()

@@ -40,13 +40,15 @@ def converged() -> Iterator[Converge]:
         converge.apply(extra)
         converge.releases = {"first": release_link(converge)}
         converge.apply(extra, "--check", "--diff")
-        # An upgrade: the same code plus one file is a new source revision, hence a new release.
-        upgrade = {**extra, "gateway_source_archive": converge.release_archive("upgrade", {"RELEASE-NOTE": b"upgrade test\n"})}
+        converge.apply(extra, "--tags", "nginx")
+        # An upgrade: the same code plus one file is a new source revision, hence a new release; and a new Ollama.
+        upgrade = {**extra, **converge.ollama_release("0.32.8"),
+                   "gateway_source_archive": converge.release_archive("upgrade", {"RELEASE-NOTE": b"upgrade test\n"})}
         converge.apply(upgrade)
         converge.releases["upgrade"] = release_link(converge)
         # A broken release: installs fine, but its `gateway check` cannot even import; the gate must roll back.
         broken_check = (REPO / "proxy_config/check.py").read_bytes() + b"\nthis release is broken(\n"
-        broken = {**extra, "gateway_source_archive": converge.release_archive("broken", {"proxy_config/check.py": broken_check})}
+        broken = {**upgrade, "gateway_source_archive": converge.release_archive("broken", {"proxy_config/check.py": broken_check})}
         converge.apply(broken, expect_failure=True)
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         timings = ", ".join(f"apply {n}: {seconds:.0f} s" for n, (_, _, seconds) in enumerate(converge.applies, 1))
@@ -82,17 +84,33 @@ def test_check_diff_on_the_converged_root_is_clean_and_prints_no_secret(converge
             assert secrets[name] not in apply_output, f"{name} printed by apply {n}"
 
 
+def test_tags_re_apply_one_role_only(converged: Converge) -> None:
+    recap, output, _ = converged.applies[3]
+    roles = set(re.findall(r"^TASK \[(\w+) : ", output, re.M))
+    assert roles == {"nginx", "ollama"}, roles  # ollama: only its `always` fact (the gateway's local default model)
+    assert "TASK [ollama : Record the models chosen for this host" in output
+    assert (recap.changed, recap.failed) == (0, 0)
+
+
+def test_ollama_upgrade_fetched_sha256sum_txt_and_removed_the_old_version(converged: Converge) -> None:
+    output = converged.applies[4][1]
+    assert "TASK [ollama : Read the release's sha256sum.txt" in output
+    assert os.readlink(converged.root / "usr/local/bin/ollama") == "/opt/ollama/0.32.8/bin/ollama"
+    assert sorted(p.name for p in (converged.root / "opt/ollama").iterdir()) == ["0.32.8"]
+    assert sorted(p.name for p in (converged.root / "var/cache/ollama").iterdir()) == ["0.32.8"]
+
+
 def test_each_release_has_its_own_venv_and_the_upgrade_switched_the_link(converged: Converge) -> None:
     first, upgrade = converged.releases["first"], converged.releases["upgrade"]
     assert re.fullmatch(r"/opt/ai-gateway/releases/[0-9a-f]{12}/venv", first)
     assert re.fullmatch(r"/opt/ai-gateway/releases/[0-9a-f]{12}/venv", upgrade) and upgrade != first
     assert (converged.root / first.lstrip("/") / "bin/gateway").exists()  # the previous release stays for a rollback
-    upgrade_recap = converged.applies[3][0]
+    upgrade_recap = converged.applies[4][0]
     assert upgrade_recap.changed >= 2 and upgrade_recap.failed == 0
 
 
 def test_a_release_that_fails_the_health_gate_is_rolled_back(converged: Converge) -> None:
-    recap, output, _ = converged.applies[4]
+    recap, output, _ = converged.applies[5]
     assert recap.failed == 1
     assert "failed its health gate at \"Gate 1" in output
     assert f"rolled back to {converged.releases['upgrade']}" in output
@@ -114,6 +132,24 @@ def test_gateway_unit_scores_2_or_better_in_systemd_analyze_security(converged: 
     out = ok(converged.chroot("systemd-analyze", "security", "--offline=yes", UNITS[0]))
     score = float(re.search(r"Overall exposure level for ai-gateway.service: ([0-9.]+)", out).group(1))
     assert score <= 2.0
+
+
+def test_ollama_unit_scores_3_or_better_and_keeps_gpu_devices_reachable(converged: Converge) -> None:
+    out = ok(converged.chroot("systemd-analyze", "security", "--offline=yes", UNITS[1]))
+    score = float(re.search(r"Overall exposure level for ollama.service: ([0-9.]+)", out).group(1))
+    assert score <= 3.0
+    unit = (converged.root / UNITS[1].lstrip("/")).read_text()
+    assert "PrivateDevices=yes" not in unit and "DevicePolicy=closed" in unit
+    for device in ("char-nvidia-frontend", "char-nvidia-uvm", "char-drm", "char-kfd"):
+        assert f"DeviceAllow={device} rw" in unit
+
+
+def test_backup_timer_and_service_are_installed_and_verify(converged: Converge) -> None:
+    ok(converged.chroot("systemd-analyze", "verify", "/etc/systemd/system/ai-gateway-backup.service",
+                        "/etc/systemd/system/ai-gateway-backup.timer"))
+    service = (converged.root / "etc/systemd/system/ai-gateway-backup.service").read_text()
+    assert "ExecStart=/opt/ai-gateway/venv/bin/gateway backup --out /var/backups/ai-gateway --keep 14" in service
+    assert ok(converged.chroot("stat", "-c", "%a %U", "/var/backups/ai-gateway")).strip() == "700 root"
 
 
 def test_installed_gateway_check_passes_against_the_deployed_config_and_env(converged: Converge) -> None:

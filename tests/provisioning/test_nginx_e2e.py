@@ -46,6 +46,7 @@ class Proxy:
     cert: Path
     gateway_port: int
     error_log: Path
+    gateway: Gateway
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
@@ -87,7 +88,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     try:
         wait_for_port(https_port, nginx, log)
         gateway.wait_ready()
-        yield Proxy(f"https://127.0.0.1:{https_port}", http_port, https_port, cert, gateway.port, log)
+        yield Proxy(f"https://127.0.0.1:{https_port}", http_port, https_port, cert, gateway.port, log, gateway)
     finally:
         nginx.send_signal(signal.SIGQUIT)
         try:
@@ -223,3 +224,16 @@ def test_limit_conn_caps_requests_in_flight_per_address(proxy: Proxy) -> None:
     assert "limiting connections by zone" in proxy.error_log.read_text()
     assert all(json.loads(line[6:]) for r in results if r.status_code == 200 for line in r.text.splitlines()
                if line.startswith("data: {"))
+
+
+def test_the_gateway_log_has_one_json_line_per_event(proxy: Proxy) -> None:
+    """LiteLLM's own handler (its JSON has a `component` key) never writes: each event is one line, ours."""
+    lines = proxy.gateway.log().splitlines()
+    # LiteLLM print()s its model list at startup (not a log record): the only non-JSON lines.
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    others = [line for line in lines if not line.startswith("{")]
+    assert all(line.startswith("\x1b[32m") and "LiteLLM" in lines[lines.index(others[0])] for line in others), others[:5]
+    assert records and all({"ts", "level", "logger", "message"} <= set(r) for r in records)
+    assert not [r for r in records if "component" in r]
+    startup = [r for r in records if r["message"].startswith("Current GC thresholds")]
+    assert len(startup) == 1  # one worker, one line (it was written twice before issue 14)
