@@ -32,7 +32,7 @@ def test_dockerfile_healthcheck_probes_liveliness() -> None:
 def test_compose_has_gateway_redis_ollama_and_an_optional_postgres_profile() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert sorted(services) == ["gateway", "ollama", "postgres", "redis"]
+    assert sorted(services) == ["gateway", "ollama", "ollama-init", "postgres", "redis"]
     assert services["postgres"]["profiles"] == ["postgres"]
     assert all("profiles" not in services[name] for name in ("gateway", "redis", "ollama"))
     assert services["gateway"]["environment"]["OLLAMA_URL"] == "http://ollama:11434"
@@ -40,3 +40,17 @@ def test_compose_has_gateway_redis_ollama_and_an_optional_postgres_profile() -> 
     assert "--requirepass" in services["redis"]["command"]
     assert all(":" in services[name]["image"] and not services[name]["image"].endswith(":latest")
                for name in ("redis", "ollama", "postgres"))
+
+
+def test_compose_ollama_runs_unprivileged_with_a_healthcheck_and_a_gpu_override() -> None:
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    ollama = services["ollama"]
+    assert ollama["user"] == "10001:10001" and ollama["cap_drop"] == ["ALL"]
+    assert ollama["environment"]["OLLAMA_MODELS"] == "/models" and ollama["volumes"] == ["ollama-models:/models"]
+    assert services["ollama-init"]["entrypoint"] == ["chown", "-R", "10001:10001", "/models"]
+    assert ollama["depends_on"]["ollama-init"] == {"condition": "service_completed_successfully"}
+    assert ollama["healthcheck"]["test"] == ["CMD", "ollama", "ls"]
+    assert services["gateway"]["depends_on"]["ollama"] == {"condition": "service_healthy"}
+    gpu = yaml.safe_load((REPO / "docker-compose.gpu.yml").read_text())["services"]
+    assert gpu == {"ollama": {"deploy": {"resources": {"reservations": {"devices": [
+        {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}}}
