@@ -59,3 +59,35 @@ def test_ollama_models_and_limits_follow_ram_and_cores() -> None:
         "num_parallel": 2, "max_loaded_models": 2, "max_queue": 184}
     assert [int(s["max_loaded_models"]) for s in sized] == [1, 2, 2, 3, 3]
     assert int(sized[4]["max_queue"]) == 512
+
+
+def test_redis_bind_follows_the_redis_each_release_ships() -> None:
+    """Ubuntu 22.04 ships Redis 6.0.16, which exits on "-::1" (optional addresses came in 6.2);
+    Debian 12 and Ubuntu 24.04 ship 7.0.15 (the versions of their redis-server packages)."""
+    versions = ["Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 build=a3fdef44459b3ad6",
+                "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=c4bd1d8b7e0a9bd8",
+                "Redis server v=6.2.0 sha=00000000:0 malloc=jemalloc-5.1.0 bits=64 build=1", ""]
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), str(FIXTURES / "version-rules.yml"),
+                             "-e", json.dumps({"redis_versions": versions})],
+                            cwd=REPO / "ansible", env=ansible_env(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
+                                                               ANSIBLE_LOCALHOST_WARNING="False"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    task = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert [item["msg"] for item in task["results"]] == ["127.0.0.1", "127.0.0.1 -::1", "127.0.0.1 -::1", "127.0.0.1"]
+
+
+def test_models_are_sized_by_vram_on_a_gpu_host() -> None:
+    gpu = {"vendor": "nvidia", "driver": True, "uvm_loaded": True}
+    hosts = [{"memory_mb": 7900, "vcpus": 4, "gpu": {**gpu, "vram_mb": 8188}},      # 8 GB card on a small host
+             {"memory_mb": 64000, "vcpus": 16, "gpu": {**gpu, "vram_mb": 6144}},    # big host, small card
+             {"memory_mb": 23900, "vcpus": 12, "gpu": {**gpu, "vram_mb": 24564}}]   # the target host with a 24 GB card
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), str(FIXTURES / "ollama-sizing.yml"),
+                             "-e", json.dumps({"sizing_hosts": hosts})],
+                            cwd=REPO / "ansible", env=ansible_env(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
+                                                               ANSIBLE_LOCALHOST_WARNING="False"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    task = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert [item["msg"]["models"] for item in task["results"]] == [
+        ["qwen2.5:7b"], ["qwen2.5:3b"], ["qwen2.5:7b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b"]]
