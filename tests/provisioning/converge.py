@@ -38,7 +38,6 @@ REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 VENV_BIN = Path(sys.executable).parent
 CACHE = Path(os.environ.get("GATEWAY_CONVERGE_CACHE", "/var/cache/gateway-converge"))
-BASE = CACHE / "base-bookworm"
 WHEELS = CACHE / "wheels"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -94,33 +93,64 @@ def cache_lock():
         yield
 
 
-def ensure_base() -> Path:
-    """The cached pristine bookworm root (debootstrap takes about a minute)."""
-    if (BASE / ".complete").exists():
-        return BASE
-    tmp = CACHE / "base-bookworm.partial"
+UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"
+
+
+def ensure_base(suite: str = "bookworm") -> Path:
+    """The cached pristine root of `suite` (debootstrap takes one to a few minutes).
+
+    Ubuntu suites come from Ubuntu's archive, with universe (redis-server, python3.11) and the
+    -updates pocket. Debian's machines have no ubuntu-keyring package, so those roots are built
+    with --no-check-gpg: a test root only, never a template for a server.
+    """
+    base = CACHE / f"base-{suite}"
+    if (base / ".complete").exists():
+        return base
+    tmp = CACHE / f"base-{suite}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
-    run(["debootstrap", "--variant=minbase", "--include=python3,python3-apt,systemd", "bookworm", str(tmp), debian_mirror()],
-        timeout=1200)
-    shutil.rmtree(BASE, ignore_errors=True)
-    tmp.rename(BASE)
-    (BASE / ".complete").touch()
-    return BASE
+    include = "--include=python3,python3-apt,systemd"
+    if suite == "bookworm":
+        run(["debootstrap", "--variant=minbase", include, suite, str(tmp), debian_mirror()], timeout=1200)
+    else:
+        # Debian 12's debootstrap has no script named noble; every Ubuntu suite uses the same one (gutsy).
+        script = [] if Path(f"/usr/share/debootstrap/scripts/{suite}").exists() else ["/usr/share/debootstrap/scripts/gutsy"]
+        run(["debootstrap", "--variant=minbase", "--no-check-gpg", "--components=main,universe", include, suite, str(tmp),
+             UBUNTU_MIRROR, *script], timeout=1800)
+        (tmp / "etc/apt/sources.list").write_text(
+            f"deb {UBUNTU_MIRROR} {suite} main universe\ndeb {UBUNTU_MIRROR} {suite}-updates main universe\n")
+        (tmp / "etc/apt/apt.conf.d/99converge-unsigned").write_text('Acquire::AllowInsecureRepositories "true";\n'
+                                                                   'APT::Get::AllowUnauthenticated "true";\n')
+    shutil.rmtree(base, ignore_errors=True)
+    tmp.rename(base)
+    (base / ".complete").touch()
+    return base
 
 
-def ensure_wheelhouse() -> Path:
-    """Wheels for requirements.lock, built once per lock file content."""
+# The Python each suite's gateway venv uses (gateway role vars): its wheels must match it.
+SUITE_PYTHON = {"bookworm": "3.11", "jammy": "3.11", "noble": "3.12"}
+
+
+def ensure_wheelhouse(python: str = "3.11") -> Path:
+    """Wheels for requirements.lock, built once per lock file content and Python version.
+
+    3.11 wheels are built by this venv's Python; another version needs that interpreter on PATH
+    (python3.12, e.g. from pyenv) to build its own.
+    """
     lock = REPO / "requirements.lock"
-    stamp = WHEELS / ".lock-sha256"
+    wheels = WHEELS if python == "3.11" else CACHE / f"wheels-{python}"
+    stamp = wheels / ".lock-sha256"
     digest = hashlib.sha256(lock.read_bytes() + "\n".join(WHEELHOUSE_EXTRAS).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
-        return WHEELS
-    WHEELS.mkdir(parents=True, exist_ok=True)
-    run([str(VENV_BIN / "python"), "-m", "pip", "wheel", "-q", "--wheel-dir", str(WHEELS), "--find-links", str(WHEELS),
+        return wheels
+    interpreter = str(VENV_BIN / "python") if python == "3.11" else shutil.which(f"python{python}")
+    if interpreter is None:
+        raise ConvergeError(f"python{python} is needed to build the wheelhouse of a Python {python} root")
+    wheels.mkdir(parents=True, exist_ok=True)
+    run([interpreter, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels), "--find-links", str(wheels),
          "-r", str(lock), *WHEELHOUSE_EXTRAS], timeout=1200)
     stamp.write_text(digest)
-    return WHEELS
+    return wheels
 
 
 def source_archive(dest: Path, changes: dict[str, bytes] | None = None) -> Path:
@@ -192,10 +222,10 @@ class Converge:
     releases: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, name: str = "run") -> Converge:
+    def create(cls, name: str = "run", suite: str = "bookworm") -> Converge:
         with cache_lock():
-            base = ensure_base()
-            ensure_wheelhouse()
+            base = ensure_base(suite)
+            wheels = ensure_wheelhouse(SUITE_PYTHON[suite])
             cls.remove_stale_runs()
         workdir = CACHE / f"{name}-{os.getpid()}"
         cls.cleanup(workdir)
@@ -203,10 +233,10 @@ class Converge:
         root = workdir / "root"
         run(["cp", "-a", "--reflink=auto", str(base), str(root)])
         self = cls(root=root, workdir=workdir)
-        self._prepare()
+        self._prepare(wheels)
         return self
 
-    def _prepare(self) -> None:
+    def _prepare(self, wheelhouse: Path) -> None:
         policy = self.root / "usr/sbin/policy-rc.d"
         policy.write_text("#!/bin/sh\n# converge test: never start services\nexit 101\n")
         policy.chmod(0o755)
@@ -214,7 +244,7 @@ class Converge:
         self._mount(["-t", "proc", "proc"], self.root / "proc")
         wheels = self.root / "srv/wheelhouse"
         wheels.mkdir(parents=True, exist_ok=True)
-        self._mount(["--bind", str(WHEELS)], wheels)
+        self._mount(["--bind", str(wheelhouse)], wheels)
         run(["mount", "-o", "remount,bind,ro", str(wheels)])
 
     def _mount(self, args: list[str], target: Path) -> None:
