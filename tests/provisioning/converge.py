@@ -131,6 +131,15 @@ def ensure_base(suite: str = "bookworm") -> Path:
 SUITE_PYTHON = {"bookworm": "3.11", "jammy": "3.11", "noble": "3.12"}
 
 
+def find_python(version: str) -> str | None:
+    """A working python<version>: on PATH, or a pyenv build (pyenv's shim may not be active)."""
+    candidates = [shutil.which(f"python{version}"), *map(str, sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}")))]
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
 def ensure_wheelhouse(python: str = "3.11") -> Path:
     """Wheels for requirements.lock, built once per lock file content and Python version.
 
@@ -143,7 +152,7 @@ def ensure_wheelhouse(python: str = "3.11") -> Path:
     digest = hashlib.sha256(lock.read_bytes() + "\n".join(WHEELHOUSE_EXTRAS).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return wheels
-    interpreter = str(VENV_BIN / "python") if python == "3.11" else shutil.which(f"python{python}")
+    interpreter = str(VENV_BIN / "python") if python == "3.11" else find_python(python)
     if interpreter is None:
         raise ConvergeError(f"python{python} is needed to build the wheelhouse of a Python {python} root")
     wheels.mkdir(parents=True, exist_ok=True)
