@@ -121,10 +121,10 @@ def ensure_base(suite: str = "bookworm") -> Path:
             f"deb {UBUNTU_MIRROR} {suite} main universe\ndeb {UBUNTU_MIRROR} {suite}-updates main universe\n")
         (tmp / "etc/apt/apt.conf.d/99converge-unsigned").write_text('Acquire::AllowInsecureRepositories "true";\n'
                                                                    'APT::Get::AllowUnauthenticated "true";\n')
-        # debootstrap's fresh lists lack -updates (python3.11 on jammy lives there); without lists
-        # the roles' apt tasks update the cache, as on a real host.
-        for lists in (tmp / "var/lib/apt/lists").glob("*_dists_*"):
-            lists.unlink()
+        # debootstrap's fresh lists lack -updates (python3.11 on jammy lives there), and the roles'
+        # apt tasks trust a cache younger than an hour: update it now, as a real host's would be.
+        shutil.copy("/etc/resolv.conf", tmp / "etc/resolv.conf")
+        run(["chroot", str(tmp), "apt-get", "update", "-qq"], timeout=600)
     shutil.rmtree(base, ignore_errors=True)
     tmp.rename(base)
     (base / ".complete").touch()
