@@ -51,9 +51,10 @@ def test_ollama_models_and_limits_follow_ram_and_cores() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     task = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     sized = [item["msg"] for item in task["results"]]
+    embed = ["nomic-embed-text:latest"]  # pulled on every host (config.yaml's /v1/embeddings model)
     assert [s["models"] for s in sized] == [
-        ["qwen2.5:3b"], ["qwen2.5:7b"], ["qwen2.5:7b", "llama3.2:3b"], ["qwen2.5:7b", "llama3.2:3b", "mistral:7b"],
-        ["qwen2.5:7b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b"]]
+        ["qwen2.5:3b", *embed], ["qwen2.5:7b", *embed], ["qwen2.5:7b", "llama3.2:3b", *embed],
+        ["qwen2.5:7b", "llama3.2:3b", "mistral:7b", *embed], ["qwen2.5:7b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b", *embed]]
     # The 12-core / 24 GB target host: 2 parallel slots, 2 models loaded, queue 16/core capped by 8/GB.
     assert {k: int(sized[2][k]) for k in ("num_parallel", "max_loaded_models", "max_queue")} == {
         "num_parallel": 2, "max_loaded_models": 2, "max_queue": 184}
@@ -89,5 +90,5 @@ def test_models_are_sized_by_vram_on_a_gpu_host() -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     task = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    assert [item["msg"]["models"] for item in task["results"]] == [
+    assert [item["msg"]["models"][:-1] for item in task["results"]] == [
         ["qwen2.5:7b"], ["qwen2.5:3b"], ["qwen2.5:7b", "llama3.2:3b", "mistral:7b", "deepseek-r1:7b"]]
