@@ -312,6 +312,9 @@ def decide(facts: RequestFacts, policy: Policy, state: BackendState) -> Decision
                             f"max_tokens {facts.max_tokens} is more than {entry.name} allows ({entry.max_output_tokens}); "
                             f"send max_tokens <= {entry.max_output_tokens}, or use model \"auto\".")
     cloud_ok = state.cloud_ready and facts.cloud_denied is None
+    if entry.tier is Tier.CLOUD and facts.cloud_denied is Reason.BUDGET:  # the client named a model it may not pay for
+        return Decision(Route.NONE, None, Reason.BUDGET, None, f"{entry.name} is a cloud model and "
+                        f"{_cloud_problem(facts, state)}; use model \"auto\" or a local model meanwhile.")
     if entry.tier is Tier.CLOUD:
         local = _local_fallback(policy, entry.fallback, facts, state)
         if cloud_ok:

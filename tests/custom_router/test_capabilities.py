@@ -169,3 +169,10 @@ def decision_of(route, model, reason):
     from custom_router.policy import Decision
 
     return Decision(route, model, reason)
+
+
+def test_a_named_cloud_model_over_budget_is_refused_not_served_elsewhere():
+    d = decision(body("deepseek-chat"), cloud_denied=Reason.BUDGET)
+    assert (d.route, d.reason) == (Route.NONE, Reason.BUDGET)
+    assert "deepseek-chat is a cloud model and this key's monthly cloud budget is used up" in d.detail
+    assert decision(body("deepseek-chat"), cloud_denied=Reason.LOCAL_ONLY).route is Route.LOCAL  # privacy: stays here
