@@ -61,7 +61,7 @@ class CacheHook(CustomLogger):
         try:
             plan = cache_plan(data, ctx.cache_headers, settings.response_cache_ttl, settings.cache_max_temperature)
         except BadCacheHeader as exc:
-            raise ProxyException(message=str(exc), type="invalid_request_error", param="x-gateway-cache-ttl", code=400)
+            raise ProxyException(message=str(exc), type="invalid_cache_ttl", param="x-gateway-cache-ttl", code=400)
         if plan is None or get_limiter().redis is None:
             return data
         try:

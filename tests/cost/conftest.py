@@ -33,6 +33,8 @@ def write_cost_config(directory: Path) -> Path:
         if entry["model_name"] == "deepseek-chat":
             entry["model_info"] = {**entry["model_info"], "input_cost_per_token": CLOUD_IN,
                                    "output_cost_per_token": CLOUD_OUT, "cache_read_input_token_cost": CLOUD_IN}
+    # the emulators share this loaded 2-core machine: a 1 s health poll can time out and mark Ollama down
+    config["gateway_settings"] = {**config["gateway_settings"], "health_timeout_seconds": 5}
     config["gateway_keys"] = [{"name": "budgeted", "key": KEY_BUDGET, "cloud_budget_usd": BUDGET_USD},
                               {"name": "other", "key": KEY_OTHER}]
     path = directory / "config.yaml"

@@ -131,6 +131,7 @@ def test_a_bad_cache_ttl_header_is_a_400_that_says_what_to_send(cost_gateway, ol
     assert response.status_code == 400
     error = response.json()["error"]
     assert "x-gateway-cache-ttl must be a whole number of seconds" in error["message"]
+    assert error["code"] == "invalid_cache_ttl"
     assert ollama.chats() == 0
 
 
