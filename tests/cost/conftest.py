@@ -21,6 +21,7 @@ KEY_A = "sk-cost-test-alpha-4c8e2a6f0b9d1357"
 KEY_B = "sk-cost-test-bravo-7d1b5f9a3e0c2468"
 KEY_BUDGET = "sk-cost-test-budget-2e6a0c4f8b1d3579"
 KEY_OTHER = "sk-cost-test-other-9f3b7d1e5a2c4680"
+KEY_REPORT = "sk-cost-test-report-5a9c3e7f1b0d2468"  # only test_report_e2e sends with it: its ledger rows are known
 BUDGET_USD = 0.05  # a few cents: three complex cloud requests at the test prices
 DEFAULT_BUDGET_USD = 10.0  # KEY_CLOUD_BUDGET_USD: every other client key
 CLOUD_IN, CLOUD_OUT = 0.0001, 0.0002  # USD per token for deepseek-chat in the test config
@@ -53,7 +54,7 @@ def redis_server() -> Iterator[RedisServer]:
 def cost_gateway(ollama, deepseek, redis_server, tmp_path_factory) -> Iterator[Gateway]:
     directory = tmp_path_factory.mktemp("cost")
     env = {"OLLAMA_URL": ollama.url, "DEEPSEEK_URL": deepseek.url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY,
-           "API_KEYS": f"{KEY_A},{KEY_B}", "REDIS_URL": redis_server.url, "RESPONSE_CACHE_TTL": str(TTL),
+           "API_KEYS": f"{KEY_A},{KEY_B},{KEY_REPORT}", "REDIS_URL": redis_server.url, "RESPONSE_CACHE_TTL": str(TTL),
            "KEY_CLOUD_BUDGET_USD": str(DEFAULT_BUDGET_USD), "RATE_LIMIT_REQUESTS": "1000",
            "DATA_DIR": str(directory / "data")}
     gw = Gateway("cost", env, config=write_cost_config(directory), workers=2)
