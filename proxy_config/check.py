@@ -128,6 +128,9 @@ def _check_environment(settings: Settings) -> list[Problem]:
         ))
     if settings.deepseek_api_key is None:
         problems.append(Problem("warning", "DEEPSEEK_API_KEY is not set: the cloud tier is off and complex requests stay local"))
+    if settings.routing.response_cache_ttl > 0 and settings.redis_url is None:
+        problems.append(Problem("warning", "RESPONSE_CACHE_TTL is set but REDIS_URL is not: the response cache lives in "
+                                "Redis, so it stays off; set REDIS_URL (docs/costs.md)"))
     return problems
 
 

@@ -104,3 +104,47 @@ def test_per_1000_table_scales_observed_averages_and_keeps_cache_savings_apart()
                                      "cache_saved_usd": pytest.approx(10.0)}
     mixed = rows["1,000 mixed (67% simple, as observed)"]
     assert mixed["cloud_only_usd"] == pytest.approx(1000 * 0.044 / 6)
+
+
+def settings(env: dict, **overrides):
+    from proxy_config.settings import load_settings
+    from tests.harness import MASTER_KEY, REPO
+
+    return load_settings({"LITELLM_MASTER_KEY": MASTER_KEY, **env}, env_file=None, config_path=REPO / "config.yaml",
+                         **overrides)
+
+
+def test_cost_settings_come_from_the_environment_and_default_to_off():
+    from proxy_config.settings import SettingsError
+
+    defaults = settings({})
+    assert (defaults.routing.response_cache_ttl, defaults.routing.cache_scope, defaults.key_cloud_budget_usd) == (0, "key", None)
+    on = settings({"RESPONSE_CACHE_TTL": "600", "KEY_CLOUD_BUDGET_USD": "2.5"})
+    assert (on.routing.response_cache_ttl, on.key_cloud_budget_usd) == (600, 2.5)
+    with pytest.raises(SettingsError, match="KEY_CLOUD_BUDGET_USD"):
+        settings({"KEY_CLOUD_BUDGET_USD": "-1"})
+    with pytest.raises(SettingsError, match="response_cache_ttl"):
+        settings({"RESPONSE_CACHE_TTL": "soon"})
+
+
+def test_check_warns_that_the_cache_needs_redis():
+    from proxy_config.check import check_config
+
+    problems = check_config(settings({"RESPONSE_CACHE_TTL": "60"}))
+    assert any(p.level == "warning" and "REDIS_URL" in p.message and "response cache" in p.message for p in problems)
+    assert not any("response cache" in p.message for p in check_config(settings({"RESPONSE_CACHE_TTL": "60",
+                                                                                  "REDIS_URL": "redis://127.0.0.1:1/0"})))
+
+
+def test_key_budgets_come_from_the_keys_config_or_the_default(tmp_path):
+    from proxy_config.keys import load_keys, set_budget
+
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text("keys:\n  - name: alice\n    key: sk-alice-1\n    cloud_budget_usd: 3\n")
+    s = settings({"API_KEYS": "sk-bob-2", "KEYS_FILE": str(keys_file), "KEY_CLOUD_BUDGET_USD": "1"})
+    table = load_keys(s)
+    assert sorted((k.name.startswith("key-"), k.budget) for k in table.keys.values()) == [(False, 3.0), (True, 1.0)]
+    bob = next(k for k in table.keys.values() if k.name.startswith("key-"))
+    set_budget(keys_file, bob, 0.25)
+    assert {k.digest: k.budget for k in load_keys(s).keys.values()}[bob.digest] == 0.25
+    assert "sk-bob-2" not in keys_file.read_text()  # stored by sha256 only
