@@ -62,5 +62,6 @@ def test_report_shows_cache_savings_and_the_per_1000_table_from_the_ledger(cost_
     assert complex_["cloud_only_usd"] == pytest.approx(complex_["with_gateway_usd"] + complex_["cache_saved_usd"])
     assert complex_["cache_saved_usd"] > 0
     text = run_report(cost_gateway, "--since", "1h").stdout
+    print(text)  # docs/costs.md quotes this output
     assert "saved by the response cache" in text and "per 1,000 requests (USD)" in text
     assert "cloud budgets" in text and "budgeted" in text
