@@ -7,6 +7,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 
 from tests.cost.conftest import KEY_A, KEY_B, TTL
 from tests.observability.helpers import scrape, wait_until
@@ -145,3 +146,20 @@ def test_cache_results_are_counted_in_metrics(cost_gateway):
     ask(cost_gateway, KEY_A, question)
     ask(cost_gateway, KEY_A, question, {"Cache-Control": "no-cache"})
     wait_until(lambda: all(value(r) == before[r] + 1 for r in before), "cache metrics of 3 requests")
+
+
+@pytest.mark.parametrize("mode", ["cut", "malformed", "error_mid_stream"])
+def test_a_broken_stream_is_never_stored(cost_gateway, ollama, deepseek, mode):
+    question = unique("Count to five.")
+    ollama.fault(mode, after_tokens=2)
+    deepseek.fault(mode, after_tokens=2)
+    body = {"model": "qwen2.5:7b", "messages": [{"role": "user", "content": question}], "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{cost_gateway.url}/v1/chat/completions", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {KEY_A}"}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert response.status_code != 200 or "data: [DONE]" not in lines  # the client saw it broken
+    ollama.reset()
+    deepseek.reset()
+    time.sleep(2)  # let the broken request's callbacks finish before asking again
+    headers, _ = ask(cost_gateway, KEY_A, question, model="qwen2.5:7b")
+    assert headers["x-gateway-cache"] == "miss"
