@@ -2,9 +2,8 @@
 `hooks.routing.instance`).
 
 A client key's budget is `cloud_budget_usd` in the keys config, or KEY_CLOUD_BUDGET_USD.
-Spend is the ledger's cost of the key's cloud-served requests (hooks.ledger calls `charge`
-with each finished record), counted per UTC month in Redis as integer nano-USD
-(`gateway:budget:<sha256>:<YYYY-MM>`, INCRBY, kept 40 days), so every worker and gateway
+Spend is the ledger's cost of the key's cloud-served requests (hooks.ledger charges each
+finished record), counted per UTC month in Redis (hooks.spend), so every worker and gateway
 instance on that Redis sees the same spend; a new month is a new counter (the reset).
 
 pre-call: for a key with a budget, read its spend; note what is left (the
@@ -30,51 +29,13 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from custom_router.policy import Decision, Reason, Route
 from hooks import context
-from hooks.cost_rules import USD_UNITS, budget_refusal, month_of, to_units
+from hooks.cost_rules import budget_refusal
 from hooks.ratelimit import get_limiter
 from hooks.routing import ROUTED_CALL_TYPES, refusal
 from hooks.runtime import get_runtime
+from hooks.spend import spent_usd
 
 log = logging.getLogger("gateway.budgets")
-
-PREFIX = "gateway:budget:"
-KEEP_SECONDS = 40 * 86400  # a month's counter outlives its month
-_memory: dict[str, int] = {}  # the per-process counters used without a working Redis
-
-
-def counter(digest: str, ts: float) -> str:
-    return f"{PREFIX}{digest}:{month_of(ts)}"
-
-
-async def spent_usd(digest: str, ts: float) -> float:
-    name = counter(digest, ts)
-    ok, value = await get_limiter().redis_call(lambda redis: redis.get(name))
-    units = int(value or 0) if ok else _memory.get(name, 0)
-    return units / USD_UNITS
-
-
-async def charge(digest: str, usd: float, ts: float) -> None:
-    units = to_units(usd)
-    if units <= 0:
-        return
-    name = counter(digest, ts)
-
-    async def incr(redis):
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(name, units)
-            pipe.expire(name, KEEP_SECONDS)
-            return await pipe.execute()
-
-    ok, _ = await get_limiter().redis_call(incr)
-    if not ok:
-        _memory[name] = _memory.get(name, 0) + units
-
-
-async def charge_record(ctx: context.RequestContext, record) -> None:
-    """Charge a finished request's cloud cost to its key (hooks.ledger, after the last byte)."""
-    if ctx.budget_key is not None and record.route == "cloud" and record.cost_usd > 0:
-        await charge(ctx.budget_key, record.cost_usd, record.ts)
-
 
 class BudgetHook(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
@@ -86,7 +47,7 @@ class BudgetHook(CustomLogger):
             return data
         try:
             now = time.time()
-            spent = await spent_usd(key.digest, now)
+            spent = await spent_usd(get_limiter(), key.digest, now)
         except Exception:  # fail open: no budget is better than no answer
             log.exception("budget check failed")
             return data

@@ -13,7 +13,7 @@ the served model group (cached prompt tokens at the cache-read price), plus
 `local_cost_per_1k_tokens` for locally served tokens. Saved = what `cloud_default` would
 have charged for the same tokens, minus that cost, for locally served requests (0 for cloud).
 A response cache hit (hooks.cache) costs 0; what the served group would have cost is its
-`cache_saved_usd`. A cloud cost is charged to the key's monthly budget (hooks.budgets).
+`cache_saved_usd`. A cloud cost is charged to the key's monthly budget (hooks.spend).
 """
 
 from __future__ import annotations
@@ -257,7 +257,8 @@ async def wait_for_usage(ctx: RequestContext, timeout: float = USAGE_WAIT_SECOND
 
 
 async def finish(ctx: RequestContext, facts: ResponseFacts) -> None:
-    from hooks import budgets, metrics
+    from hooks import metrics, spend
+    from hooks.ratelimit import get_limiter
 
     try:
         if 200 <= facts.status < 400:
@@ -266,7 +267,7 @@ async def finish(ctx: RequestContext, facts: ResponseFacts) -> None:
         metrics.observe(record)
         log.info("request", extra={"request_id": record.request_id, **_log_fields(record)})
         get_writer().put(record.row())
-        await budgets.charge_record(ctx, record)
+        await spend.charge_record(get_limiter(), ctx, record)
     except Exception:
         log.exception("could not record request %s", ctx.request_id)
 
