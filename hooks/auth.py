@@ -121,6 +121,7 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     ctx = context.current.get()
     if ctx is not None:
         ctx.rate_limit = verdict
+        ctx.client_key = key  # hooks.budgets: the key's cloud budget
     if not verdict.allowed:
         raise _limited(key, verdict)
     return UserAPIKeyAuth(api_key=key.digest, key_alias=key.name, user_role=LitellmUserRoles.INTERNAL_USER)

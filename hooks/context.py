@@ -50,6 +50,13 @@ class RequestContext:
     clamped: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     reply_schema: dict | None = None  # a translated json_schema the cloud's reply must match
+    # Cost controls (hooks.cache, hooks.budgets; proxy_config.app stamps x-gateway-cache and the budget header).
+    client_key: object | None = None  # the proxy_config.keys.ClientKey that hooks.auth admitted
+    cache_headers: dict[str, str] = field(default_factory=dict)  # the client's cache headers, lower-case names
+    cache: str | None = None  # hit | miss | bypass; None when the cache is off or not used
+    cache_store: tuple[str, str, int] | None = None  # (scope, parameters as JSON, ttl) of an answer to store
+    budget_key: str | None = None  # sha256 of a client key with a cloud budget: its cloud cost is charged
+    budget_remaining: float | None = None  # USD left this month, before this request
 
 
 current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

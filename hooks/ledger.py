@@ -12,6 +12,8 @@ Costs (docs/observability.md): cost = prompt × input price + completion × outp
 the served model group (cached prompt tokens at the cache-read price), plus
 `local_cost_per_1k_tokens` for locally served tokens. Saved = what `cloud_default` would
 have charged for the same tokens, minus that cost, for locally served requests (0 for cloud).
+A response cache hit (hooks.cache) costs 0; what the served group would have cost is its
+`cache_saved_usd`. A cloud cost is charged to the key's monthly budget (hooks.spend).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Record:
     status: int
     error_type: str | None
     stream: bool
+    cache: str | None = None  # hit | miss | bypass (hooks.cache); None when the cache was not used
+    cache_saved_usd: float = 0.0  # a hit: what the served model group would have cost (docs/costs.md)
 
     def row(self) -> tuple:
         return astuple(self)
@@ -153,6 +157,9 @@ def build_record(ctx: RequestContext, facts: ResponseFacts, prices: Prices, now:
     usage = ctx.usage or Usage()
     served = ctx.served_model or (facts.served_model if ok else None)
     cost, saved = prices.costs(served, usage)
+    cache_saved = 0.0
+    if ctx.cache == "hit" and ok:  # nothing was paid; local savings stay what the tier saves against the cloud
+        cost, cache_saved = 0.0, cost
     if not ok:
         error_type = "no-backend" if facts.reason == "no-backend" else ctx.error_type or _status_error(facts.status)
     else:  # the status was sent before the stream broke: the error is in the record, not the status
@@ -164,6 +171,7 @@ def build_record(ctx: RequestContext, facts: ResponseFacts, prices: Prices, now:
         reasoning_tokens=usage.reasoning, tokens_counted=usage.counted, latency_ms=(end - ctx.started) * 1000,
         ttft_ms=(facts.first_chunk - ctx.started) * 1000 if facts.stream and facts.first_chunk else None,
         cost_usd=cost, saved_usd=saved, status=facts.status, error_type=error_type, stream=facts.stream,
+        cache=ctx.cache, cache_saved_usd=cache_saved,
     )
 
 
@@ -249,7 +257,8 @@ async def wait_for_usage(ctx: RequestContext, timeout: float = USAGE_WAIT_SECOND
 
 
 async def finish(ctx: RequestContext, facts: ResponseFacts) -> None:
-    from hooks import metrics
+    from hooks import metrics, spend
+    from hooks.ratelimit import get_limiter
 
     try:
         if 200 <= facts.status < 400:
@@ -258,13 +267,14 @@ async def finish(ctx: RequestContext, facts: ResponseFacts) -> None:
         metrics.observe(record)
         log.info("request", extra={"request_id": record.request_id, **_log_fields(record)})
         get_writer().put(record.row())
+        await spend.charge_record(get_limiter(), ctx, record)
     except Exception:
         log.exception("could not record request %s", ctx.request_id)
 
 
 def _log_fields(record: Record) -> dict:
     keep = ("requested_model", "served_model", "route", "reason", "fallback_cause", "status", "error_type",
-            "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "cost_usd", "saved_usd", "key_hash")
+            "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "cost_usd", "saved_usd", "key_hash", "cache")
     return {k: getattr(record, k) for k in keep}
 
 

@@ -10,6 +10,9 @@ worker that is killed loses what is queued (at most the last 0.2 s at low load).
 in WAL mode with synchronous=NORMAL: a commit survives the process being killed; only a power
 cut or kernel crash can lose the last commits.
 
+Columns added in later releases (ADDED_COLUMNS) are added to an existing table with ALTER TABLE
+ADD COLUMN when a writer connects; reading fills columns an older ledger lacks with None.
+
 A write that fails (read-only or full disk, a data dir
 that cannot be created, a database that is down) drops that batch: the error is logged
 (at most once a minute per kind, with the number of records lost) and counted in
@@ -33,10 +36,13 @@ TABLE = "gateway_requests"
 COLUMNS = (
     "request_id", "ts", "key_hash", "requested_model", "served_model", "route", "reason", "fallback_cause",
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "tokens_counted", "latency_ms", "ttft_ms",
-    "cost_usd", "saved_usd", "status", "error_type", "stream",
+    "cost_usd", "saved_usd", "status", "error_type", "stream", "cache", "cache_saved_usd",
 )
+# Columns added after the first release: added to an existing table when a writer connects.
+ADDED_COLUMNS = (("cache", "TEXT"), ("cache_saved_usd", "DOUBLE PRECISION"))
 _TYPES = {"ts": "DOUBLE PRECISION NOT NULL", "latency_ms": "DOUBLE PRECISION", "ttft_ms": "DOUBLE PRECISION",
-          "cost_usd": "DOUBLE PRECISION", "saved_usd": "DOUBLE PRECISION", "request_id": "TEXT PRIMARY KEY"}
+          "cost_usd": "DOUBLE PRECISION", "saved_usd": "DOUBLE PRECISION", "request_id": "TEXT PRIMARY KEY",
+          "cache_saved_usd": "DOUBLE PRECISION"}
 _INTS = {"prompt_tokens", "completion_tokens", "reasoning_tokens", "tokens_counted", "status", "stream"}
 SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} ("
@@ -64,10 +70,29 @@ class Store:
             conn.executemany(self.insert_sql(), rows)
 
     def rows_since(self, conn, since: float) -> Iterator[dict]:
+        """Every column of COLUMNS (None for one an older ledger does not have yet)."""
         cursor = conn.cursor()
-        cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE ts >= {self.placeholder} ORDER BY ts", (since,))
+        cursor.execute(f"SELECT * FROM {TABLE} WHERE ts >= {self.placeholder} ORDER BY ts", (since,))
+        names = [d[0] for d in cursor.description]
         for row in cursor:
-            yield dict(zip(COLUMNS, row))
+            found = dict(zip(names, row))
+            yield {c: found.get(c) for c in COLUMNS}
+
+    def migrate(self, conn) -> None:
+        """Add the columns an older ledger lacks (additive only: old rows read them as NULL)."""
+        for name, kind in ADDED_COLUMNS:
+            if name not in self._columns(conn):
+                try:
+                    conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} {kind}")
+                except Exception:
+                    if name not in self._columns(conn):  # else another worker added it first
+                        raise
+
+    @staticmethod
+    def _columns(conn) -> set[str]:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT * FROM {TABLE} WHERE 1 = 0")
+        return {d[0] for d in cursor.description}
 
 
 class SqliteStore(Store):
@@ -86,6 +111,7 @@ class SqliteStore(Store):
                 conn.execute(pragma)
             for statement in SCHEMA:
                 conn.execute(statement)
+            self.migrate(conn)
             conn.commit()
         except Exception:
             conn.close()
@@ -112,6 +138,7 @@ class PostgresStore(Store):
         try:
             for statement in SCHEMA:
                 conn.execute(statement)
+            self.migrate(conn)
         except Exception:
             conn.close()
             raise

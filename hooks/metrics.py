@@ -35,6 +35,8 @@ TTFT = Histogram("gateway_time_to_first_token_seconds", "Streams: time until the
                  buckets=LATENCY_BUCKETS)
 BACKEND_UP = Gauge("gateway_backend_up", "1 when the backend is reachable (ollama: polled; deepseek: last request).",
                    ["backend"], multiprocess_mode="livemostrecent")
+CACHE = Counter("gateway_cache_requests_total", "Requests that consulted the response cache, by result (hit, miss, bypass).",
+                ["result"])
 LEDGER_ERRORS = Counter("gateway_ledger_errors_total", "Ledger records that could not be written, by kind.", ["kind"])
 TRUNCATED = Counter("gateway_truncated_prompts_total", "Local answers whose prompt Ollama evaluated only in part "
                     "(prompt_eval_count far below the prompt sent), by model.", ["model"])
@@ -55,6 +57,8 @@ def observe(record) -> None:
             COST.labels(route).inc(record.cost_usd)
         if record.saved_usd > 0:  # a counter cannot go down: negative savings live in the ledger only
             SAVED.inc(record.saved_usd)
+        if record.cache:
+            CACHE.labels(record.cache).inc()
         DURATION.labels(route).observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
             TTFT.labels(route).observe(record.ttft_ms / 1000)

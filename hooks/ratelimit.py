@@ -264,6 +264,20 @@ class Limiter:
                 self._failed(exc)
         self.memory.charge(bucket, tokens)
 
+    async def redis_call(self, call) -> tuple[bool, object]:
+        """Run `call(client)` on the limiter's Redis with its deadline and outage handling (hooks.cache and
+        hooks.budgets share the connection): (True, result), or (False, None) without a working Redis."""
+        if not self._use_redis():
+            return False, None
+        try:
+            async with asyncio.timeout(REDIS_DEADLINE):
+                result = await call(self.redis.client)
+        except Exception as exc:
+            self._failed(exc)
+            return False, None
+        self._recovered()
+        return True, result
+
     def _use_redis(self) -> bool:
         return self.redis is not None and self._clock() >= self._retry_at
 

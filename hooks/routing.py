@@ -20,6 +20,7 @@ except the deliberate 503 when no backend can serve.
 from __future__ import annotations
 
 import logging
+import time
 
 import json
 from dataclasses import replace
@@ -41,6 +42,7 @@ from custom_router.policy import (
     request_facts,
 )
 from hooks import context
+from hooks.cost_rules import reset_text
 from hooks.runtime import deployment_of, get_runtime
 
 log = logging.getLogger("gateway.routing")
@@ -59,7 +61,8 @@ def refusal(decision: Decision) -> ProxyException:
     """A Route.NONE decision as the error the client gets (proxy_config.errors moves `type` to `code`)."""
     status = REFUSAL_STATUS.get(decision.reason, 503)
     prefix = "No backend can serve this request. " if status == 503 else ""
-    return ProxyException(message=f"{prefix}{decision.detail}", type=REFUSAL_CODES.get(decision.reason, "error"),
+    suffix = f". The budget resets on {reset_text(time.time())}." if decision.reason is Reason.BUDGET else ""
+    return ProxyException(message=f"{prefix}{decision.detail}{suffix}", type=REFUSAL_CODES.get(decision.reason, "error"),
                           param="max_tokens" if decision.reason is Reason.OUTPUT_LIMIT else None, code=status)
 
 

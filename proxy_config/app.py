@@ -2,7 +2,8 @@
 
 The layer
 - creates the per-request context (hooks.context) and returns it as `x-request-id`;
-- stamps `x-gateway-route` / `x-gateway-reason` on every response, correcting the route
+- stamps `x-gateway-route` / `x-gateway-reason` on every response (and `x-gateway-cache`,
+  `x-gateway-budget-remaining-usd` when hooks.cache / hooks.budgets set them), correcting the route
   when LiteLLM's router fell back to the other tier (it reads the served deployment from
   LiteLLM's `x-litellm-model-id` header, which LiteLLM refreshes after a stream fallback);
 - answers `GET /health` from cached backend state (LiteLLM's own /health makes LLM calls)
@@ -22,7 +23,7 @@ import json
 import logging
 
 from custom_router.policy import Route
-from hooks import context, ledger, metrics, ratelimit
+from hooks import cache, context, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
 from proxy_config import deadline_transport, gcguard, logs, tuning
@@ -45,6 +46,10 @@ def route_headers(ctx: context.RequestContext, litellm_headers: dict[bytes, byte
         headers.append((b"x-gateway-clamped", ",".join(ctx.clamped).encode()))
     if ctx.dropped:
         headers.append((b"x-gateway-dropped-params", ",".join(ctx.dropped).encode()))
+    if ctx.cache is not None:
+        headers.append((b"x-gateway-cache", ctx.cache.encode()))
+    if ctx.budget_remaining is not None:
+        headers.append((b"x-gateway-budget-remaining-usd", f"{ctx.budget_remaining:.6f}".encode()))
     return headers
 
 
@@ -90,6 +95,7 @@ class GatewayApp:
         ctx = context.RequestContext()
         token = context.current.set(ctx)
         tracker = ledger.track(ctx, scope)  # None unless an inference path
+        ctx.cache_headers = cache.client_headers(scope)
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":

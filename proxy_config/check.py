@@ -133,6 +133,9 @@ def _check_environment(settings: Settings, allow_weak_keys: bool = False) -> lis
                                 why + ("" if allow_weak_keys else " (or pass --allow-weak-keys for a local demo)")))
     if settings.deepseek_api_key is None:
         problems.append(Problem("warning", "DEEPSEEK_API_KEY is not set: the cloud tier is off and complex requests stay local"))
+    if settings.routing.response_cache_ttl > 0 and settings.redis_url is None:
+        problems.append(Problem("warning", "RESPONSE_CACHE_TTL is set but REDIS_URL is not: the response cache lives in "
+                                "Redis, so it stays off; set REDIS_URL (docs/costs.md)"))
     return problems
 
 

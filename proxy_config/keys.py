@@ -10,6 +10,7 @@ API_KEYS). An entry is
       rate_limit_requests: 500        # optional overrides of RATE_LIMIT_REQUESTS / _WINDOW / _TPM
       rate_limit_window: 60
       rate_limit_tpm: 200000
+      cloud_budget_usd: 5.00          # optional monthly cloud budget (default KEY_CLOUD_BUDGET_USD)
 
 Keys are only ever compared and logged by their sha256 (`key_id` gives the short form for
 logs). Invalid files raise `SettingsError` naming the file, entry and field.
@@ -53,6 +54,7 @@ class KeyEntry(BaseModel, extra="forbid"):
     rate_limit_requests: int | None = Field(None, ge=1)
     rate_limit_window: int | None = Field(None, ge=1)
     rate_limit_tpm: int | None = Field(None, ge=1)
+    cloud_budget_usd: float | None = Field(None, ge=0, description="Monthly cloud spend limit in USD (docs/costs.md).")
 
     @model_validator(mode="after")
     def _one_key(self) -> KeyEntry:
@@ -74,6 +76,7 @@ class ClientKey:
     tpm: int | None
     secret: str | None = field(default=None, repr=False)  # only `keys sync` needs it
     source: str = "API_KEYS"
+    budget: float | None = None  # monthly cloud budget in USD; None = unlimited
 
     @property
     def id(self) -> str:
@@ -123,7 +126,8 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
     """All client keys with their effective limits; raises SettingsError on a bad entry."""
     environ = dict(os.environ if environ is None else environ)
     keys: dict[str, ClientKey] = {}
-    defaults = dict(requests=settings.rate_limit_requests, window=settings.rate_limit_window, tpm=settings.rate_limit_tpm)
+    defaults = dict(requests=settings.rate_limit_requests, window=settings.rate_limit_window, tpm=settings.rate_limit_tpm,
+                    budget=settings.key_cloud_budget_usd)
     for secret in settings.api_keys:
         value = secret.get_secret_value()
         digest = key_hash(value)
@@ -137,7 +141,7 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
             value = None if entry.key is None else _resolve(entry.key, f"{source} entry {index}", environ)
             digest = entry.sha256 or key_hash(value)
             known = keys.get(digest)
-            base = dict(requests=known.requests, window=known.window, tpm=known.tpm) if known else defaults
+            base = dict(requests=known.requests, window=known.window, tpm=known.tpm, budget=known.budget) if known else defaults
             keys[digest] = ClientKey(
                 digest=digest,
                 name=entry.name or (known.name if known else f"key-{digest[:8]}"),
@@ -146,6 +150,7 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
                 tpm=entry.rate_limit_tpm or base["tpm"],
                 secret=value or (known.secret if known else None),
                 source=source,
+                budget=entry.cloud_budget_usd if entry.cloud_budget_usd is not None else base["budget"],
             )
     master = settings.master_key.get_secret_value() if settings.master_key else None
     return KeyTable(keys, key_hash(master) if master else None)
@@ -219,3 +224,78 @@ def sync(
             typer.echo(f"{r.action:<9} {r.name:<24} {r.id}  {r.detail}")
     if any(r.action == "failed" for r in results):
         raise typer.Exit(code=1)
+
+
+@keys_app.command("budget")
+def budget(
+    name: Annotated[str | None, typer.Argument(help="Key name or sha256: id; without it, show every key's budget.")] = None,
+    set_usd: Annotated[float | None, typer.Option("--set", min=0, help="New monthly cloud budget in USD (written to KEYS_FILE).")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show monthly cloud budgets and this month's spend (from the ledger), or set one key's budget."""
+    from proxy_config.cli import fail
+
+    settings, table = _table_or_exit(config)
+    if set_usd is not None:
+        if name is None:
+            raise fail("name the key whose budget to set: gateway keys budget NAME --set 5.00")
+        key = next((k for k in table.keys.values() if name in (k.name, k.id)), None)
+        if key is None:
+            raise fail(f"no client key is named {name!r}; `gateway keys list` shows them")
+        if settings.keys_file is None:
+            raise fail("budgets are set in the keys file: set KEYS_FILE (see docs/keys.md), then run this again")
+        set_budget(settings.keys_file, key, set_usd)
+        typer.echo(f"{key.name} ({key.id}): cloud budget {set_usd:.2f} USD a month, written to {settings.keys_file}; "
+                   "restart the gateway to apply it")
+        return
+    rows = budget_status(settings, table, name)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        limit = "no budget" if row["budget_usd"] is None else f"{row['spent_usd']:.2f} of {row['budget_usd']:.2f} USD"
+        typer.echo(f"{row['name']:<24} {row['id']}  {limit} in {row['month']}  (resets {row['resets']})")
+    if not rows:
+        typer.echo("no client keys" if name is None else f"no client key is named {name!r}")
+
+
+def set_budget(path: Path, key: ClientKey, usd: float) -> None:
+    """Set `cloud_budget_usd` on the key's entry in the keys file, adding an entry (by sha256) when it has none."""
+    raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    raw = raw if isinstance(raw, dict) else {"keys": raw or []}
+    entries = raw.setdefault("keys", [])
+    for entry in entries:
+        if entry.get("sha256") == key.digest or (entry.get("key") and entry.get("name") == key.name):
+            entry["cloud_budget_usd"] = usd
+            break
+    else:
+        entries.append({"name": key.name, "sha256": key.digest, "cloud_budget_usd": usd})
+    _entries(raw, f"KEYS_FILE {path}")  # never write a file the gateway would refuse
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def budget_status(settings: Settings, table: KeyTable, name: str | None = None) -> list[dict]:
+    import time
+
+    from hooks.cost_rules import cloud_spend_by_key, month_of, month_start_ts, reset_text
+    from hooks.ledger_store import open_store
+
+    now = time.time()
+    store = open_store(settings)
+    try:
+        conn = store.open_for_reading()
+        try:
+            spend = cloud_spend_by_key(store.rows_since(conn, month_start_ts(now)))
+        finally:
+            conn.close()
+    except FileNotFoundError:
+        spend = {}
+    rows = []
+    for key in table.keys.values():
+        if name is None or name in (key.name, key.id):
+            spent = spend.get(key.id, 0.0)
+            rows.append({"name": key.name, "id": key.id, "month": month_of(now), "spent_usd": spent,
+                         "budget_usd": key.budget, "resets": reset_text(now),
+                         "remaining_usd": None if key.budget is None else max(key.budget - spent, 0.0)})
+    return rows

@@ -25,6 +25,7 @@ from typing import Annotated
 
 import typer
 
+from hooks.cost_rules import cloud_spend_by_key, month_start_ts
 from hooks.ledger import fallback_tiers
 
 UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -58,6 +59,8 @@ class Totals:
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
     saved_usd: float = 0.0
+    cache_hits: int = 0
+    cache_saved_usd: float = 0.0
 
     def add(self, row: Mapping) -> None:
         self.requests += 1
@@ -67,6 +70,8 @@ class Totals:
         self.reasoning_tokens += row["reasoning_tokens"] or 0
         self.cost_usd += row["cost_usd"] or 0.0
         self.saved_usd += row["saved_usd"] or 0.0
+        self.cache_hits += int(row.get("cache") == "hit")
+        self.cache_saved_usd += row.get("cache_saved_usd") or 0.0
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Summary:
     by_model: dict[str, Totals] = field(default_factory=dict)
     by_key: dict[str, Totals] = field(default_factory=dict)
     fallbacks: Counter = field(default_factory=Counter)
+    by_kind: dict[str, Totals] = field(default_factory=dict)  # simple / complex requests served (the seed's table)
     timeline: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def add(self, row: Mapping) -> None:
@@ -88,6 +94,9 @@ class Summary:
         for table, name in ((self.by_route, row["route"]), (self.by_model, row["served_model"] or "(not served)"),
                             (self.by_key, row["key_hash"] or "(no key)")):
             table.setdefault(name or "none", Totals()).add(row)
+        kind = request_kind(row)
+        if kind is not None:
+            self.by_kind.setdefault(kind, Totals()).add(row)
         if row["fallback_cause"]:
             self.fallbacks[(*fallback_tiers(row["route"], row["reason"] or ""), row["fallback_cause"])] += 1
         if self.bucket_seconds:
@@ -101,7 +110,7 @@ class Summary:
     def as_dict(self) -> dict:
         local, cloud = self.by_route.get("local", Totals()), self.by_route.get("cloud", Totals())
         served = (local.requests - local.errors) + (cloud.requests - cloud.errors)
-        cloud_only = self.total.cost_usd + self.total.saved_usd
+        cloud_only = self.total.cost_usd + self.total.saved_usd + self.total.cache_saved_usd
         return {
             "period": {"since": _iso(self.since), "until": _iso(self.until)},
             "totals": asdict(self.total),
@@ -118,8 +127,50 @@ class Summary:
                 "saved_usd": self.total.saved_usd,
                 "saved_pct": 100 * self.total.saved_usd / cloud_only if cloud_only else 0.0,
                 "local_share": (local.requests - local.errors) / served if served else 0.0,
+                "cache_hits": self.total.cache_hits,
+                "cache_saved_usd": self.total.cache_saved_usd,
             },
+            "per_1000": per_1000(self.by_kind),
         }
+
+
+SIMPLE_REASONS = frozenset({"simple"})
+COMPLEX_REASONS = frozenset({"complexity", "context-window", "cloud-only"})
+
+
+def request_kind(row: Mapping) -> str | None:
+    """The seed's classes: a served request the policy found simple (local) or complex (cloud)."""
+    if failed(row):
+        return None
+    reason = row["reason"] or ""
+    return "simple" if reason in SIMPLE_REASONS else "complex" if reason in COMPLEX_REASONS else None
+
+
+def per_1000(by_kind: Mapping[str, Totals]) -> list[dict]:
+    """The original design's comparison, from real traffic: 1,000 simple, 1,000 complex and 1,000 of the
+    observed mix, each priced cloud-only (every token at the cloud default's prices) and with the gateway
+    (what was paid), the difference split into local and cache savings. Empty when no request qualifies."""
+    rows = []
+    mix = Totals()
+    for kind in ("simple", "complex"):
+        t = by_kind.get(kind)
+        if t is None or not t.requests:
+            continue
+        for name in ("requests", "cost_usd", "saved_usd", "cache_saved_usd"):
+            setattr(mix, name, getattr(mix, name) + getattr(t, name))
+        rows.append(_per_1000_row(f"1,000 {kind}", t))
+    if len(rows) == 2:
+        share = by_kind["simple"].requests / mix.requests
+        rows.append(_per_1000_row(f"1,000 mixed ({100 * share:.0f}% simple, as observed)", mix))
+    return rows
+
+
+def _per_1000_row(name: str, t: Totals) -> dict:
+    scale = 1000 / t.requests
+    return {"requests": name, "observed": t.requests,
+            "cloud_only_usd": (t.cost_usd + t.saved_usd + t.cache_saved_usd) * scale,
+            "with_gateway_usd": t.cost_usd * scale, "local_saved_usd": t.saved_usd * scale,
+            "cache_saved_usd": t.cache_saved_usd * scale}
 
 
 def summarize(rows: Iterable[Mapping], since: float, until: float, bucket_seconds: int = 0) -> Summary:
@@ -153,6 +204,11 @@ def render_csv(data: dict) -> str:
         writer.writerow(("fallback", f"{fb['from_tier']}->{fb['to_tier']}:{fb['cause']}", fb["requests"], *[""] * 6))
     for name, value in data["cost_comparison"].items():
         writer.writerow(("cost", name, value, *[""] * 6))
+    for row in data["per_1000"]:
+        writer.writerow(("per_1000", row["requests"], row["observed"], row["cloud_only_usd"], row["with_gateway_usd"],
+                         row["local_saved_usd"], row["cache_saved_usd"], "", ""))
+    for b in data.get("budgets", []):
+        writer.writerow(("budget", b["name"], b["spent_usd"], b["budget_usd"], b["remaining_usd"], b["month"], "", "", ""))
     return out.getvalue()
 
 
@@ -173,9 +229,34 @@ def render_table(data: dict) -> str:
         ("actual: cloud spend", _cell(cmp["cloud_spend_usd"])),
         ("actual: local cost (local_cost_per_1k_tokens)", _cell(cmp["local_cost_usd"])),
         ("saved", f"{_cell(cmp['saved_usd'])} ({cmp['saved_pct']:.1f}%)"),
+        ("saved by the response cache", f"{_cell(cmp['cache_saved_usd'])} ({cmp['cache_hits']} hits)"),
         ("served locally", f"{100 * cmp['local_share']:.1f}% of requests"),
     ])
+    if data["per_1000"]:
+        lines += [""] + _aligned(("per 1,000 requests (USD)", "observed", "cloud-only", "with gateway", "local saved",
+                                  "cache saved"), [(r["requests"], str(r["observed"]), *(_cell(r[c]) for c in (
+                                      "cloud_only_usd", "with_gateway_usd", "local_saved_usd", "cache_saved_usd")))
+                                                   for r in data["per_1000"]])
+    if data.get("budgets"):
+        lines += [""] + _aligned((f"cloud budgets, {data['budgets'][0]['month']} (USD)", "id", "spent", "budget", "left",
+                                  "resets"), [(b["name"], b["id"], f"{b['spent_usd']:.2f}", f"{b['budget_usd']:.2f}",
+                                               f"{b['remaining_usd']:.2f}", b["resets"]) for b in data["budgets"]])
     return "\n".join(lines)
+
+
+def budget_rows(settings, spend: Mapping[str, float], now: float) -> list[dict]:
+    """Each client key with a cloud budget, its spend this month (from the ledger) and what is left."""
+    from hooks.cost_rules import month_of, reset_text
+    from proxy_config.keys import load_keys
+
+    rows = []
+    for key in load_keys(settings).keys.values():
+        if key.budget is not None:
+            spent = spend.get(key.id, 0.0)
+            rows.append({"name": key.name, "id": key.id, "month": month_of(now), "spent_usd": spent,
+                         "budget_usd": key.budget, "remaining_usd": max(key.budget - spent, 0.0),
+                         "resets": reset_text(now)})
+    return rows
 
 
 def _cell(value: object) -> str:
@@ -203,15 +284,18 @@ def report(
     until = time.time()
     bucket = 3600 if seconds <= 2 * 86400 else 86400
     store = open_store(settings)
+    month_start = month_start_ts(until)
     try:
         conn = store.open_for_reading()
         try:
             summary = summarize(store.rows_since(conn, until - seconds), until - seconds, until, bucket if plot else 0)
+            spend = cloud_spend_by_key(store.rows_since(conn, month_start))
         finally:
             conn.close()
     except Exception as exc:
         raise fail(f"cannot read the ledger at {store.location}: {exc}") from None
     data = summary.as_dict()
+    data["budgets"] = budget_rows(settings, spend, until)
     typer.echo({Format.JSON: lambda d: json.dumps(d, indent=2), Format.CSV: render_csv, Format.TABLE: render_table}[fmt](data))
     if plot is not None:
         from proxy_config.report_plot import draw

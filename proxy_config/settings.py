@@ -69,6 +69,17 @@ class RoutingSettings(BaseModel, extra="forbid"):
     cloud_stall_seconds: float = Field(
         30.0, gt=0, description="DeepSeek: longest gap between two tokens (keep-alives are not tokens)."
     )
+    response_cache_ttl: int = Field(
+        0, ge=0, description="Seconds a response stays in the Redis response cache (env RESPONSE_CACHE_TTL); 0 = off "
+        "(docs/costs.md)."
+    )
+    cache_scope: Literal["key", "shared"] = Field(
+        "key", description="key: a key only ever gets its own cached answers; shared: all keys share them."
+    )
+    cache_max_temperature: float = Field(
+        0.0, ge=0, description="Requests with a higher temperature (no temperature counts as 1.0, the OpenAI default) "
+        "or with n > 1 are not cached unless the client sends `x-gateway-cache: force`."
+    )
 
 
 class Settings(BaseModel):
@@ -100,6 +111,10 @@ class Settings(BaseModel):
         default_factory=list, description="Allowed CORS origins, comma-separated (CORS_ORIGINS); empty = none."
     )
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    key_cloud_budget_usd: float | None = Field(
+        None, ge=0, description="Monthly cloud budget in USD of every client key without its own cloud_budget_usd "
+        "(KEY_CLOUD_BUDGET_USD); unset = no budget."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -158,6 +173,7 @@ _ENV_FIELDS = {
     "ALLOW_QUERY_API_KEY": "allow_query_api_key", "REDIS_URL": "redis_url", "DATABASE_URL": "database_url",
     "DATA_DIR": "data_dir", "MAX_BODY_BYTES": "max_body_bytes", "CORS_ORIGINS": "cors_origins",
     "UI_USERNAME": "ui_username", "UI_PASSWORD": "ui_password",
+    "KEY_CLOUD_BUDGET_USD": "key_cloud_budget_usd",
 }
 
 
@@ -208,6 +224,8 @@ def load_settings(
         routing["complexity_threshold"] = threshold
         if unit:
             routing["complexity_unit"] = unit
+    if env.get("RESPONSE_CACHE_TTL"):
+        routing["response_cache_ttl"] = env["RESPONSE_CACHE_TTL"]
     values["routing"] = routing
     try:
         return Settings.model_validate(values)

@@ -20,7 +20,7 @@ def _row(i: int, route: str, ts: float) -> tuple:
               "fallback_cause": None, "prompt_tokens": 7, "completion_tokens": 11, "reasoning_tokens": 0,
               "tokens_counted": 0, "latency_ms": 10.0, "ttft_ms": None, "cost_usd": 0.0 if route == "local" else 6.58e-06,
               "saved_usd": 6.58e-06 if route == "local" else 0.0, "status": 200, "error_type": None, "stream": 0}
-    return tuple(values[c] for c in COLUMNS)
+    return tuple(values.get(c) for c in COLUMNS)  # columns added later (cache, ...) are NULL
 
 
 def test_postgres_ledger_is_written_and_reported(postgres_url, tmp_path):

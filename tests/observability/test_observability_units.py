@@ -115,7 +115,7 @@ def _row(i: int, ts: float = 1000.0, **over) -> tuple:
               "prompt_tokens": 7, "completion_tokens": 11, "reasoning_tokens": 0, "tokens_counted": 0,
               "latency_ms": 12.5, "ttft_ms": None, "cost_usd": 0.0, "saved_usd": 1e-6, "status": 200,
               "error_type": None, "stream": 0, **over}
-    return tuple(values[c] for c in COLUMNS)
+    return tuple(values.get(c) for c in COLUMNS)  # columns added later (cache, ...) are NULL
 
 
 def test_writer_puts_records_in_sqlite_that_the_report_can_read(tmp_path):
