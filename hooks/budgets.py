@@ -9,8 +9,8 @@ instance on that Redis sees the same spend; a new month is a new counter (the re
 pre-call: for a key with a budget, read its spend; note what is left (the
 `x-gateway-budget-remaining-usd` header); when nothing is left set `ctx.cloud_denied =
 Reason.BUDGET`, so the routing policy serves the request locally (reason `budget`) or refuses
-it; a request naming a cloud model is refused here with 429 `budget_exceeded` saying when the
-budget resets.
+it (a named cloud model, a prompt no local model holds) with 429 `budget_exceeded`, which
+hooks.routing words with when the budget resets.
 
 How it fails: open. Without REDIS_URL, or while Redis fails (the rate limiter's connection and
 outage handling, hooks.ratelimit), spend counts in this process only, from zero, so during an
@@ -27,12 +27,10 @@ import time
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from custom_router.policy import Decision, Reason, Route
+from custom_router.policy import Reason
 from hooks import context
-from hooks.cost_rules import budget_refusal
 from hooks.ratelimit import get_limiter
-from hooks.routing import ROUTED_CALL_TYPES, refusal
-from hooks.runtime import get_runtime
+from hooks.routing import ROUTED_CALL_TYPES
 from hooks.spend import spent_usd
 
 log = logging.getLogger("gateway.budgets")
@@ -55,9 +53,7 @@ class BudgetHook(CustomLogger):
         ctx.budget_remaining = max(key.budget - spent, 0.0)
         if spent >= key.budget:
             ctx.cloud_denied = Reason.BUDGET
-            if get_runtime().tier_of(data.get("model")) == "cloud":
-                detail = budget_refusal(key.name, key.id, key.budget, spent, now)
-                raise refusal(Decision(Route.NONE, None, Reason.BUDGET, None, detail))
+            log.info("key %s (%s) is over its cloud budget: $%.2f of $%.2f", key.name, key.id, spent, key.budget)
         return data
 
 

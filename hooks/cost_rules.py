@@ -113,13 +113,6 @@ def cloud_spend_by_key(rows: Iterable[Mapping]) -> dict[str, float]:
     return spend
 
 
-def budget_refusal(name: str, key_id: str, budget: float, spent: float, ts: float) -> str:
-    """Why a request naming a cloud model is refused (hooks.routing.refusal adds when the budget resets)."""
-    return (f"The monthly cloud budget of key {name} ({key_id}) is used up: ${spent:.2f} of ${budget:.2f} spent in "
-            f"{month_of(ts)}; ask for a local model or \"auto\" (served locally), or ask the gateway admin to raise "
-            "its cloud_budget_usd")
-
-
 USD_UNITS = 1_000_000_000  # spend is counted in Redis as integer nano-USD: exact sums, no float drift
 
 

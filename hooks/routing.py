@@ -61,8 +61,9 @@ def refusal(decision: Decision) -> ProxyException:
     """A Route.NONE decision as the error the client gets (proxy_config.errors moves `type` to `code`)."""
     status = REFUSAL_STATUS.get(decision.reason, 503)
     prefix = "No backend can serve this request. " if status == 503 else ""
-    suffix = f". The budget resets on {reset_text(time.time())}." if decision.reason is Reason.BUDGET else ""
-    return ProxyException(message=f"{prefix}{decision.detail}{suffix}", type=REFUSAL_CODES.get(decision.reason, "error"),
+    suffix = f" The budget resets on {reset_text(time.time())}." if decision.reason is Reason.BUDGET else ""
+    detail = decision.detail if decision.detail.endswith(".") or not suffix else f"{decision.detail}."
+    return ProxyException(message=f"{prefix}{detail}{suffix}", type=REFUSAL_CODES.get(decision.reason, "error"),
                           param="max_tokens" if decision.reason is Reason.OUTPUT_LIMIT else None, code=status)
 
 
