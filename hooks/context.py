@@ -50,6 +50,7 @@ class RequestContext:
     clamped: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     reply_schema: dict | None = None  # a translated json_schema the cloud's reply must match
+    local_lease: object | None = None  # hooks.inflight.Lease while this request counts as in flight to Ollama
 
 
 current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

@@ -10,6 +10,7 @@ API_KEYS). An entry is
       rate_limit_requests: 500        # optional overrides of RATE_LIMIT_REQUESTS / _WINDOW / _TPM
       rate_limit_window: 60
       rate_limit_tpm: 200000
+      local_only: true                # optional: never send this key's requests to the cloud
 
 Keys are only ever compared and logged by their sha256 (`key_id` gives the short form for
 logs). Invalid files raise `SettingsError` naming the file, entry and field.
@@ -53,6 +54,7 @@ class KeyEntry(BaseModel, extra="forbid"):
     rate_limit_requests: int | None = Field(None, ge=1)
     rate_limit_window: int | None = Field(None, ge=1)
     rate_limit_tpm: int | None = Field(None, ge=1)
+    local_only: bool | None = Field(None, description="Never send this key's requests to the cloud (the privacy switch).")
 
     @model_validator(mode="after")
     def _one_key(self) -> KeyEntry:
@@ -74,6 +76,7 @@ class ClientKey:
     tpm: int | None
     secret: str | None = field(default=None, repr=False)  # only `keys sync` needs it
     source: str = "API_KEYS"
+    local_only: bool = False  # the cloud may not serve this key's requests
 
     @property
     def id(self) -> str:
@@ -146,6 +149,7 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
                 tpm=entry.rate_limit_tpm or base["tpm"],
                 secret=value or (known.secret if known else None),
                 source=source,
+                local_only=entry.local_only if entry.local_only is not None else bool(known and known.local_only),
             )
     master = settings.master_key.get_secret_value() if settings.master_key else None
     return KeyTable(keys, key_hash(master) if master else None)

@@ -69,6 +69,18 @@ class RoutingSettings(BaseModel, extra="forbid"):
     cloud_stall_seconds: float = Field(
         30.0, gt=0, description="DeepSeek: longest gap between two tokens (keep-alives are not tokens)."
     )
+    local_slots: int = Field(
+        2, ge=1, description="Requests Ollama serves at once (its OLLAMA_NUM_PARALLEL; the Ansible role sets 2); "
+        "more wait in Ollama's queue, which the expected local wait counts."
+    )
+    local_max_wait_seconds: float = Field(
+        5.0, ge=0, description="An `auto` request whose expected wait for a local first token is longer goes to the "
+        "cloud (reason local-busy); 0 turns spill-over off (README 'Routing')."
+    )
+    spill_named_local: bool = Field(
+        False, description="Spill requests that name a local model too (by default they queue locally: a team may "
+        "name a local model for privacy)."
+    )
 
 
 class Settings(BaseModel):
