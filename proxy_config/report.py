@@ -81,6 +81,7 @@ class Summary:
     by_model: dict[str, Totals] = field(default_factory=dict)
     by_key: dict[str, Totals] = field(default_factory=dict)
     fallbacks: Counter = field(default_factory=Counter)
+    spilled: Totals = field(default_factory=Totals)  # sent to the cloud because the local tier was busy (local-busy)
     timeline: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def add(self, row: Mapping) -> None:
@@ -88,6 +89,8 @@ class Summary:
         for table, name in ((self.by_route, row["route"]), (self.by_model, row["served_model"] or "(not served)"),
                             (self.by_key, row["key_hash"] or "(no key)")):
             table.setdefault(name or "none", Totals()).add(row)
+        if row["reason"] == "local-busy":
+            self.spilled.add(row)
         if row["fallback_cause"]:
             self.fallbacks[(*fallback_tiers(row["route"], row["reason"] or ""), row["fallback_cause"])] += 1
         if self.bucket_seconds:
@@ -118,6 +121,8 @@ class Summary:
                 "saved_usd": self.total.saved_usd,
                 "saved_pct": 100 * self.total.saved_usd / cloud_only if cloud_only else 0.0,
                 "local_share": (local.requests - local.errors) / served if served else 0.0,
+                "spilled_share": self.spilled.requests / self.total.requests if self.total.requests else 0.0,
+                "spilled_cost_usd": self.spilled.cost_usd,
             },
         }
 
@@ -174,6 +179,8 @@ def render_table(data: dict) -> str:
         ("actual: local cost (local_cost_per_1k_tokens)", _cell(cmp["local_cost_usd"])),
         ("saved", f"{_cell(cmp['saved_usd'])} ({cmp['saved_pct']:.1f}%)"),
         ("served locally", f"{100 * cmp['local_share']:.1f}% of requests"),
+        ("spilled to the cloud, local tier busy (local-busy)",
+         f"{100 * cmp['spilled_share']:.1f}% of requests, {_cell(cmp['spilled_cost_usd'])}"),
     ])
     return "\n".join(lines)
 
