@@ -20,7 +20,8 @@ raw body LiteLLM logs (`original_response`) and a stream times eval_count over t
 its first chunk (`completion_start_time`) to its end.
 
 How it fails: a Redis error or timeout makes this process count in memory (one warning), and
-Redis is tried again after `RETRY_INTERVAL`; a lease that cannot be given back expires.
+Redis is tried again after `RETRY_INTERVAL`; a lease that cannot be given back expires. A local
+attempt that fails over to the cloud keeps its lease until its response ends (errs on spilling).
 Nothing here raises into a request: on any error the request is routed with no load
 information (wait 0), as before this module existed.
 """
