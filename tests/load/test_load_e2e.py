@@ -165,7 +165,7 @@ def redis_server():
 def test_two_workers_with_redis_never_exceed_the_runner_slots(slow_ollama, cloud, redis_server, tmp_path):
     configure(slow_ollama, num_parallel=2, tokens_per_second=50, reply_tokens=100)  # 2 s per answer
     config = write_config(tmp_path, local_slots=2, local_max_wait_seconds=0.01)  # any queueing spills
-    gw = Gateway("load-redis", env(slow_ollama, cloud, REDIS_URL=redis_server.url), config=config, workers=2).wait_ready()
+    gw = Gateway("load-redis", env(slow_ollama, cloud, REDIS_URL=redis_server.url), config=config, workers=2).wait_ready(timeout=240)
     try:
         with ThreadPoolExecutor(10) as pool:
             results = list(pool.map(lambda _: chat(gw), range(10)))
