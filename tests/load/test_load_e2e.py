@@ -5,6 +5,7 @@ DeepSeek emulator (issue 12's acceptance)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -167,8 +168,20 @@ def test_two_workers_with_redis_never_exceed_the_runner_slots(slow_ollama, cloud
     config = write_config(tmp_path, local_slots=2, local_max_wait_seconds=0.01)  # any queueing spills
     gw = Gateway("load-redis", env(slow_ollama, cloud, REDIS_URL=redis_server.url), config=config, workers=2).wait_ready(timeout=240)
     try:
+        seen, done = [], threading.Event()
+
+        def watch() -> None:  # the leases both workers take live in Redis
+            while not done.is_set():
+                seen.append(redis_server.client().zcard("gateway:inflight:ollama"))
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
         with ThreadPoolExecutor(10) as pool:
             results = list(pool.map(lambda _: chat(gw), range(10)))
+        done.set()
+        watcher.join()
+        assert max(seen) >= 1
         routes = [raw.headers["x-gateway-route"] for raw, _ in results]
         assert all(raw.status_code == 200 for raw, _ in results)
         assert slow_ollama.stats()["max_running"] <= 2 and slow_ollama.stats()["queued"] == 0
