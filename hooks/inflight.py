@@ -231,7 +231,7 @@ def answer_rate(kwargs: dict, completion_tokens: int, end_time) -> float | None:
         except ValueError:
             return None
     first = kwargs.get("completion_start_time")
-    if kwargs.get("stream") and first is not None and end_time is not None:
+    if first is not None and end_time is not None:  # a non-streamed answer has first == end: no rate
         return tokens_per_second(completion_tokens, (end_time - first).total_seconds())
     return None
 
