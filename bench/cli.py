@@ -109,6 +109,12 @@ def results_markdown(results: dict) -> str:
 
 
 def main(args: list[str] | None = None, prog_name: str = "python -m bench") -> None:
+    args = sys.argv[1:] if args is None else args
+    if args[:1] == ["team"]:  # the team-load benchmark (bench/team.py)
+        from bench import team_report
+
+        team_report.main(args[1:])
+        return
     app = typer.Typer(add_completion=False)
     app.command()(bench)
-    app(args=sys.argv[1:] if args is None else args, prog_name=prog_name)
+    app(args=args, prog_name=prog_name)

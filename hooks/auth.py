@@ -32,6 +32,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LiteLLMRoutes, LitellmUserRoles, ProxyException, UserAPIKeyAuth
 from litellm.proxy.auth.auth_utils import get_request_route
 
+from custom_router.policy import Reason
 from hooks import context
 from hooks.ratelimit import Limits, Verdict, get_limiter, headers
 from hooks.runtime import get_runtime
@@ -122,6 +123,8 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     if ctx is not None:
         ctx.rate_limit = verdict
         ctx.client_key = key  # hooks.budgets: the key's cloud budget
+        if key.local_only:  # the privacy switch: the routing policy never picks or falls back to the cloud
+            ctx.cloud_denied = Reason.LOCAL_ONLY
     if not verdict.allowed:
         raise _limited(key, verdict)
     return UserAPIKeyAuth(api_key=key.digest, key_alias=key.name, user_role=LitellmUserRoles.INTERNAL_USER)

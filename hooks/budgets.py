@@ -51,7 +51,7 @@ class BudgetHook(CustomLogger):
             return data
         ctx.budget_key = key.digest
         ctx.budget_remaining = max(key.budget - spent, 0.0)
-        if spent >= key.budget:
+        if spent >= key.budget and ctx.cloud_denied is None:  # local-only is stricter: it stays
             ctx.cloud_denied = Reason.BUDGET
             log.info("key %s (%s) is over its cloud budget: $%.2f of $%.2f", key.name, key.id, spent, key.budget)
         return data

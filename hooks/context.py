@@ -57,6 +57,7 @@ class RequestContext:
     cache_store: tuple[str, str, int] | None = None  # (scope, parameters as JSON, ttl) of an answer to store
     budget_key: str | None = None  # sha256 of a client key with a cloud budget: its cloud cost is charged
     budget_remaining: float | None = None  # USD left this month, before this request
+    local_lease: object | None = None  # hooks.inflight.Lease while this request counts as in flight to Ollama
 
 
 current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

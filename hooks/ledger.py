@@ -200,6 +200,14 @@ class ResponseTracker:
             if not message.get("more_body", False):
                 self._finish()
 
+    def client_gone(self) -> None:
+        """The client disconnected before the response was complete: 499, as nginx logs it."""
+        if not self.done:
+            self.facts.status = 499
+            decision = self.ctx.decision
+            if self.facts.route == "none" and decision is not None:  # no headers were sent: the planned route
+                self.facts.route, self.facts.reason = decision.route.value, decision.reason.value
+
     def close(self) -> None:
         """The app returned or raised: record what was sent (499 when the client went away mid-response)."""
         if not self.done:

@@ -37,6 +37,14 @@ BACKEND_UP = Gauge("gateway_backend_up", "1 when the backend is reachable (ollam
                    ["backend"], multiprocess_mode="livemostrecent")
 CACHE = Counter("gateway_cache_requests_total", "Requests that consulted the response cache, by result (hit, miss, bypass).",
                 ["result"])
+LOCAL_INFLIGHT = Gauge("gateway_local_inflight", "Requests in flight to the local backend (running and queued in "
+                       "Ollama), as counted at the last routing decision.", ["backend"], multiprocess_mode="livemostrecent")
+LOCAL_TPS = Gauge("gateway_local_tokens_per_second", "Measured generation speed of one local stream (moving average).",
+                  ["model"], multiprocess_mode="livemostrecent")
+LOCAL_WAIT = Gauge("gateway_local_wait_estimate_seconds", "Expected wait for a local first token of the local default "
+                   "model, at the last routing decision.", multiprocess_mode="livemostrecent")
+SPILLS = Counter("gateway_spills_total", "Local or auto requests sent to the cloud, by reason (local-busy, complexity, "
+                 "local-unavailable, ...).", ["reason"])
 LEDGER_ERRORS = Counter("gateway_ledger_errors_total", "Ledger records that could not be written, by kind.", ["kind"])
 TRUNCATED = Counter("gateway_truncated_prompts_total", "Local answers whose prompt Ollama evaluated only in part "
                     "(prompt_eval_count far below the prompt sent), by model.", ["model"])

@@ -195,20 +195,25 @@ class MemoryLimiter:
         self._tokens[bucket] = (minute, (used if stored_minute == minute else 0) + tokens)
 
 
+def redis_client(url: str):
+    """An asyncio Redis client with the timeouts above (also used by hooks.inflight)."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_DEADLINE, socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),  # reconnect once
+    )
+    return Redis(connection_pool=pool)
+
+
 class RedisLimiter:
     def __init__(self, url: str, prefix: str = "gateway:rl:") -> None:
-        from redis.asyncio import BlockingConnectionPool, Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-
         self.where = redis_location(url)
         self.prefix = prefix
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_DEADLINE, socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),  # reconnect once
-        )
-        self.client = Redis(connection_pool=pool)
+        self.client = redis_client(url)
         self._acquire = self.client.register_script(ACQUIRE_LUA)
         self._charge = self.client.register_script(CHARGE_LUA)
 

@@ -41,7 +41,7 @@ from custom_router.policy import (
     looks_truncated,
     request_facts,
 )
-from hooks import context
+from hooks import context, inflight
 from hooks.cost_rules import reset_text
 from hooks.runtime import deployment_of, get_runtime
 
@@ -125,7 +125,9 @@ class RoutingHook(CustomLogger):
             facts = request_facts(data)
             if ctx is not None and ctx.cloud_denied is not None:
                 facts = replace(facts, cloud_denied=ctx.cloud_denied)
-            decision = decide(facts, runtime.policy, runtime.monitor.state)
+            state = await inflight.reserve(ctx, facts, runtime)  # the backend state with the expected local waits
+            decision = decide(facts, runtime.policy, state)
+            await inflight.settle(ctx, decision, runtime)  # a lease is kept by local requests only
         if decision is None:
             return data  # not a model the policy knows: LiteLLM answers as usual
         if ctx is not None:

@@ -5,7 +5,7 @@
   the backend for stream usage (`stream_options.include_usage`), which LiteLLM strips from
   the client's stream again unless the client asked for it itself;
 - success: tokens (backend usage; counted with LiteLLM's tokenizer only when the backend
-  sent none), the model group that served, cloud reachability;
+  sent none), the model group that served, cloud reachability, a local model's speed (hooks.inflight);
 - failure: count backend failures, mark the cloud unreachable on a connection failure;
 - fallback events: the cause of the first tier's failure.
 Every method only records; errors are logged and never reach the request (fail open).
@@ -17,7 +17,7 @@ import logging
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from hooks import context
+from hooks import context, inflight
 from hooks.context import Usage
 from hooks.routing import failure_cause
 from hooks.runtime import get_runtime
@@ -95,11 +95,15 @@ class UsageCallback(CustomLogger):
         ctx = context.current.get()
         try:
             group = (kwargs.get("standard_logging_object") or {}).get("model_group") or kwargs.get("model")
-            if get_runtime().tier_of(group) == "cloud":
+            tier = get_runtime().tier_of(group)
+            if tier == "cloud":
                 get_runtime().monitor.mark_cloud_reachable()
+            usage = usage_from_response(response_obj) or counted_usage(kwargs, response_obj)
             if ctx is not None:
                 ctx.served_model = group
-                ctx.usage = usage_from_response(response_obj) or counted_usage(kwargs, response_obj)
+                ctx.usage = usage
+            if tier == "local":  # the measured speed of the local model (hooks.inflight)
+                inflight.record_answer(get_runtime().policy.models[group].backend_model, kwargs, usage.completion, end_time)
         except Exception:  # a logging callback must never break a request
             log.exception("usage success callback failed")
         finally:

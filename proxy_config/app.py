@@ -11,6 +11,13 @@ The layer
 - hands every inference response to the ledger (hooks.ledger) once its last byte is sent;
 - puts LiteLLM's requests to Ollama and DeepSeek under the progress deadlines
   (proxy_config.deadline_transport);
+- cancels an inference request whose client disconnects before its response is complete
+  (`until_disconnect`): LiteLLM's call is cancelled, which closes the upstream connection, so
+  Ollama stops generating and its runner slot is free again; the ledger records
+  `client-cancelled` (status 499); the request's local lease (hooks.inflight) is given back
+  when the request ends, however it ends;
+- marks a request local-only (the cloud may not serve it) when it carries
+  `x-gateway-local-only: true` (a key's `local_only` is applied by hooks.auth);
 - starts the backend monitor when LiteLLM's startup has completed, and moves garbage
   collection onto the event loop (proxy_config.gcguard: a CPython crash before 3.12);
   flushes the ledger at shutdown.
@@ -22,8 +29,8 @@ import asyncio
 import json
 import logging
 
-from custom_router.policy import Route
-from hooks import cache, context, ledger, metrics, ratelimit
+from custom_router.policy import Reason, Route
+from hooks import cache, context, inflight, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
 from proxy_config import deadline_transport, gcguard, logs, tuning
@@ -73,6 +80,61 @@ async def health(scope, receive, send) -> None:
     await send_json(send, status, body)
 
 
+LOCAL_ONLY_HEADER = b"x-gateway-local-only"
+
+
+def wants_local_only(scope) -> bool:
+    return any(name == LOCAL_ONLY_HEADER and value.strip().lower() in (b"true", b"1", b"yes")
+               for name, value in scope.get("headers") or ())
+
+
+async def until_disconnect(app, scope, receive, send) -> bool:
+    """Run `app`; cancel it when the client disconnects before the response is complete.
+
+    Only this wrapper reads the server's `receive`: it hands the request body on to the app and
+    then waits for `http.disconnect` (which servers also send once a response is complete, so a
+    disconnect counts only before that). Returns True when the request was cancelled."""
+    queue: asyncio.Queue = asyncio.Queue()
+    complete = False
+    gone: dict | None = None
+
+    async def pump() -> None:
+        nonlocal gone
+        while gone is None:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = message
+            await queue.put(message)
+
+    async def app_receive():
+        return gone if gone is not None and queue.empty() else await queue.get()
+
+    async def app_send(message) -> None:
+        nonlocal complete
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            complete = True
+        await send(message)
+
+    task = asyncio.ensure_future(app(scope, app_receive, app_send))
+    reader = asyncio.ensure_future(pump())
+    try:
+        while not task.done():
+            await asyncio.wait({task, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not task.done():
+                if gone is not None and not complete:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    return True
+                await task
+        task.result()
+        return False
+    finally:
+        for pending in (task, reader):
+            if not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+
 # Paths the gateway answers itself, without LiteLLM (GET/HEAD only).
 LOCAL_ROUTES = {"/health": health, "/metrics": metrics.endpoint}
 
@@ -93,6 +155,8 @@ class GatewayApp:
             await local(scope, receive, send)
             return
         ctx = context.RequestContext()
+        if wants_local_only(scope):
+            ctx.cloud_denied = Reason.LOCAL_ONLY
         token = context.current.set(ctx)
         tracker = ledger.track(ctx, scope)  # None unless an inference path
         ctx.cache_headers = cache.client_headers(scope)
@@ -110,10 +174,16 @@ class GatewayApp:
                 tracker.sent(message)
 
         try:
-            await self.inner(scope, receive, send_with_headers)
+            if tracker is None:
+                await self.inner(scope, receive, send_with_headers)
+            elif await until_disconnect(self.inner, scope, receive, send_with_headers):
+                ctx.error_type = "client-cancelled"
+                tracker.client_gone()
         finally:
             if tracker is not None:
                 tracker.close()
+            if ctx.local_lease is not None:
+                await inflight.release(ctx)
             context.current.reset(token)
 
     def _lifespan_send(self, send):

@@ -62,4 +62,6 @@ def build_policy(config: Mapping[str, object], routing: RoutingSettings) -> Poli
         output_reserve_tokens=routing.output_reserve_tokens,
         cloud_only_kinds=frozenset(routing.cloud_only_kinds),
         bytes_per_token=routing.bytes_per_token,
+        local_max_wait_seconds=routing.local_max_wait_seconds,
+        spill_named_local=routing.spill_named_local,
     )

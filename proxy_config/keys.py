@@ -11,6 +11,7 @@ API_KEYS). An entry is
       rate_limit_window: 60
       rate_limit_tpm: 200000
       cloud_budget_usd: 5.00          # optional monthly cloud budget (default KEY_CLOUD_BUDGET_USD)
+      local_only: true                # optional: never send this key's requests to the cloud
 
 Keys are only ever compared and logged by their sha256 (`key_id` gives the short form for
 logs). Invalid files raise `SettingsError` naming the file, entry and field.
@@ -55,6 +56,7 @@ class KeyEntry(BaseModel, extra="forbid"):
     rate_limit_window: int | None = Field(None, ge=1)
     rate_limit_tpm: int | None = Field(None, ge=1)
     cloud_budget_usd: float | None = Field(None, ge=0, description="Monthly cloud spend limit in USD (docs/costs.md).")
+    local_only: bool | None = Field(None, description="Never send this key's requests to the cloud (the privacy switch).")
 
     @model_validator(mode="after")
     def _one_key(self) -> KeyEntry:
@@ -77,6 +79,7 @@ class ClientKey:
     secret: str | None = field(default=None, repr=False)  # only `keys sync` needs it
     source: str = "API_KEYS"
     budget: float | None = None  # monthly cloud budget in USD; None = unlimited
+    local_only: bool = False  # the cloud may not serve this key's requests
 
     @property
     def id(self) -> str:
@@ -151,6 +154,7 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
                 secret=value or (known.secret if known else None),
                 source=source,
                 budget=entry.cloud_budget_usd if entry.cloud_budget_usd is not None else base["budget"],
+                local_only=entry.local_only if entry.local_only is not None else bool(known and known.local_only),
             )
     master = settings.master_key.get_secret_value() if settings.master_key else None
     return KeyTable(keys, key_hash(master) if master else None)

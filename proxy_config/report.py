@@ -87,6 +87,7 @@ class Summary:
     by_key: dict[str, Totals] = field(default_factory=dict)
     fallbacks: Counter = field(default_factory=Counter)
     by_kind: dict[str, Totals] = field(default_factory=dict)  # simple / complex requests served (the seed's table)
+    spilled: Totals = field(default_factory=Totals)  # sent to the cloud because the local tier was busy (local-busy)
     timeline: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def add(self, row: Mapping) -> None:
@@ -97,6 +98,8 @@ class Summary:
         kind = request_kind(row)
         if kind is not None:
             self.by_kind.setdefault(kind, Totals()).add(row)
+        if row["reason"] == "local-busy":
+            self.spilled.add(row)
         if row["fallback_cause"]:
             self.fallbacks[(*fallback_tiers(row["route"], row["reason"] or ""), row["fallback_cause"])] += 1
         if self.bucket_seconds:
@@ -129,6 +132,8 @@ class Summary:
                 "local_share": (local.requests - local.errors) / served if served else 0.0,
                 "cache_hits": self.total.cache_hits,
                 "cache_saved_usd": self.total.cache_saved_usd,
+                "spilled_share": self.spilled.requests / self.total.requests if self.total.requests else 0.0,
+                "spilled_cost_usd": self.spilled.cost_usd,
             },
             "per_1000": per_1000(self.by_kind),
         }
@@ -231,6 +236,8 @@ def render_table(data: dict) -> str:
         ("saved", f"{_cell(cmp['saved_usd'])} ({cmp['saved_pct']:.1f}%)"),
         ("saved by the response cache", f"{_cell(cmp['cache_saved_usd'])} ({cmp['cache_hits']} hits)"),
         ("served locally", f"{100 * cmp['local_share']:.1f}% of requests"),
+        ("spilled to the cloud, local tier busy (local-busy)",
+         f"{100 * cmp['spilled_share']:.1f}% of requests, {_cell(cmp['spilled_cost_usd'])}"),
     ])
     if data["per_1000"]:
         lines += [""] + _aligned(("per 1,000 requests (USD)", "observed", "cloud-only", "with gateway", "local saved",

@@ -80,6 +80,18 @@ class RoutingSettings(BaseModel, extra="forbid"):
         0.0, ge=0, description="Requests with a higher temperature (no temperature counts as 1.0, the OpenAI default) "
         "or with n > 1 are not cached unless the client sends `x-gateway-cache: force`."
     )
+    local_slots: int = Field(
+        2, ge=1, description="Requests Ollama serves at once (its OLLAMA_NUM_PARALLEL; the Ansible role sets 2); "
+        "more wait in Ollama's queue, which the expected local wait counts."
+    )
+    local_max_wait_seconds: float = Field(
+        5.0, ge=0, description="An `auto` request whose expected wait for a local first token is longer goes to the "
+        "cloud (reason local-busy); 0 turns spill-over off (README 'Routing')."
+    )
+    spill_named_local: bool = Field(
+        False, description="Spill requests that name a local model too (by default they queue locally: a team may "
+        "name a local model for privacy)."
+    )
 
 
 class Settings(BaseModel):

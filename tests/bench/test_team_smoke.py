@@ -1,0 +1,58 @@
+"""The team-load benchmark (bench/team.py): its workload and maths, and a short real run.
+
+The full run (`python -m bench team`, several minutes) is behind BENCH_TEAM_FULL=1."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench import team, team_report
+
+
+def test_arrivals_are_a_seeded_poisson_team():
+    first, again = team.arrivals(8, 400, seed=3), team.arrivals(8, 400, seed=3)
+    assert first == again and first != team.arrivals(8, 400, seed=4)
+    rate = len(first) / first[-1].at * 60  # requests per minute
+    assert 6.5 < rate < 9.5  # 8 users at one a minute
+    assert 0.2 < sum(a.complex for a in first) / len(first) < 0.4
+    assert all(150 <= a.answer_tokens <= 400 for a in first)
+
+
+def test_summary_and_targets():
+    results = [team.Result(1.0, 10.0, "local", 10, 200), team.Result(2.0, 20.0, "cloud", 10, 100),
+               team.Result(None, 1.0, "error", 10, 100)]
+    row = team.summarize(results, (1e-6, 2e-6))
+    assert (row["errors"], row["local_share"], row["ttft_p50"]) == (1, 1 / 3, 1.5)
+    assert row["local_token_share"] == pytest.approx(0.5)
+    assert row["cloud_cost_per_1k"] == pytest.approx(1000 * (10e-6 + 200e-6) / 3)
+    rows = [{**row, "configuration": name, "users": users, "ttft_p95": p95}
+            for name, users, p95 in (("gateway", 8, 2.0), ("local-first", 8, 20.0), ("gateway", 1, 2.0), ("local-first", 1, 2.0))]
+    met = {name: ok for name, _, ok in team_report.targets(rows)}
+    assert met["8 users: TTFT p95 <= 1/5 of local-first's, >= 50% local"] is False  # 33% local
+    assert "| gateway | 8 | 3 | 1 |" in team_report.table(rows)
+
+
+def test_results_md_keeps_the_rest_of_the_file(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Results\n\nearlier content\n")
+    team_report.write_section(path, f"{team_report.BEGIN}\nfirst\n{team_report.END}")
+    team_report.write_section(path, f"{team_report.BEGIN}\nsecond\n{team_report.END}")
+    text = path.read_text()
+    assert text.startswith("# Results\n\nearlier content\n") and "second" in text and "first" not in text
+
+
+def test_a_short_real_run_routes_and_measures():
+    results = team.run(users=(4,), min_requests=6, speedup=40, configurations=("gateway",), progress=lambda _: None)
+    (row,) = results["rows"]
+    assert row["requests"] == 20 and row["errors"] == 0
+    assert row["ttft_p50"] is not None and row["ttft_p50"] > 0
+    assert 0 < row["local_share"] <= 1
+
+
+@pytest.mark.skipif(os.environ.get("BENCH_TEAM_FULL") != "1", reason="the full team benchmark takes minutes: BENCH_TEAM_FULL=1")
+def test_full_team_benchmark():
+    results = team.run()
+    assert {r["users"] for r in results["rows"]} == set(team.USERS)
+    assert all(r["errors"] == 0 for r in results["rows"])

@@ -1,0 +1,100 @@
+"""In-flight leases (memory and a real redis-server), the speed measurement, the report's spill
+lines and the settings, without a gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+
+import pytest
+
+from custom_router.load import LocalLoad, expected_wait
+from hooks.inflight import Inflight, LocalLoadState, answer_rate
+from hooks.ledger_store import COLUMNS
+from proxy_config.catalog import build_policy
+from proxy_config.report import render_table, summarize
+from proxy_config.settings import RoutingSettings
+from tests.redis_server import RedisServer
+
+
+def test_memory_leases_count_the_others_and_are_given_back():
+    async def scenario():
+        inflight = Inflight(None)
+        first = await inflight.acquire("ollama", "a")
+        second = await inflight.acquire("ollama", "b")
+        await inflight.release("ollama", first)
+        third = await inflight.acquire("ollama", "c")
+        return first.others, second.others, third.others, first.store
+
+    assert asyncio.run(scenario()) == (0, 1, 1, "memory")
+
+
+def test_redis_leases_are_shared_and_expire_when_their_holder_is_gone():
+    server = RedisServer("inflight-units").start()
+    try:
+        async def scenario():
+            crashed = Inflight(server.url, lease_seconds=0.5)  # a worker that dies holding a lease
+            alive = Inflight(server.url, lease_seconds=0.5)
+            a = await crashed.acquire("ollama", "a")
+            crashed._renewer.cancel()  # dies: no more renewals
+            b = await alive.acquire("ollama", "b")
+            await asyncio.sleep(1.0)  # a expires; b is renewed every third of its lease
+            c = await alive.acquire("ollama", "c")
+            await alive.release("ollama", b)
+            await alive.release("ollama", c)
+            return a.others, b.others, c.others, a.store
+
+        assert asyncio.run(scenario()) == (0, 1, 1, "redis")
+        assert server.client().zcard("gateway:inflight:ollama") == 0
+    finally:
+        server.stop()
+
+
+def test_redis_down_counts_in_memory():
+    async def scenario():
+        inflight = Inflight("redis://127.0.0.1:1/0")
+        lease = await inflight.acquire("ollama", "a")
+        return lease.store, lease.others
+
+    assert asyncio.run(scenario()) == ("memory", 0)
+
+
+def test_answer_rate_from_the_raw_body_or_the_stream_timing():
+    body = json.dumps({"eval_count": 300, "eval_duration": 20_000_000_000, "done": True})
+    assert answer_rate({"original_response": body}, 300, None) == 15.0
+    start = datetime.datetime(2026, 1, 1)
+    kwargs = {"stream": True, "completion_start_time": start}
+    assert answer_rate(kwargs, 100, start + datetime.timedelta(seconds=4)) == 25.0
+    assert answer_rate({}, 100, None) is None
+
+
+def test_measured_speeds_feed_the_estimate():
+    state = LocalLoadState(Inflight(None))
+    state.record("qwen2.5:7b", 60, 20.0)
+    assert expected_wait(state.load_of("qwen2.5:7b", others=1, slots=1)) == pytest.approx(3.0)
+    assert state.load_of("other:7b", 0, 2) == LocalLoad(0, 2)  # nothing measured: the defaults
+
+
+def test_settings_reach_the_policy():
+    policy = build_policy({"model_list": []}, RoutingSettings(local_max_wait_seconds=7.5, spill_named_local=True))
+    assert (policy.local_max_wait_seconds, policy.spill_named_local) == (7.5, True)
+    assert RoutingSettings().local_slots == 2
+
+
+def _row(i: int, **over) -> dict:
+    values = {"request_id": f"r{i}", "ts": 100.0, "key_hash": None, "requested_model": "auto", "served_model": "qwen2.5:7b",
+              "route": "local", "reason": "simple", "fallback_cause": None, "prompt_tokens": 7, "completion_tokens": 11,
+              "reasoning_tokens": 0, "tokens_counted": 0, "latency_ms": 10.0, "ttft_ms": None, "cost_usd": 0.0,
+              "saved_usd": 1e-6, "status": 200, "error_type": None, "stream": 0, **over}
+    return {c: values.get(c) for c in COLUMNS}
+
+
+def test_report_shows_the_spilled_share_and_its_cost():
+    rows = [_row(0), _row(1), _row(2, route="cloud", reason="local-busy", served_model="deepseek-chat", cost_usd=2e-5,
+                                    saved_usd=0.0),
+            _row(3, route="cloud", reason="complexity", served_model="deepseek-chat", cost_usd=1e-5, saved_usd=0.0)]
+    data = summarize(rows, 0, 200).as_dict()
+    assert data["cost_comparison"]["spilled_share"] == pytest.approx(0.25)
+    assert data["cost_comparison"]["spilled_cost_usd"] == pytest.approx(2e-5)
+    assert "25.0% of requests, 0.000020" in render_table(data)
