@@ -91,7 +91,7 @@ def secure(ollama, deepseek, sec_redis, data_dir) -> Iterator[Gateway]:
         "DATA_DIR": str(data_dir), "ANON_RATE_LIMIT_REQUESTS": str(ANON_LIMIT), "UI_PASSWORD": UI_PASSWORD,
     }
     gw = Gateway("security", env, workers=2)
-    yield gw.wait_ready()
+    yield gw.wait_ready(timeout=300)  # two workers starting on a busy 2-core machine
     gw.stop()
 
 

@@ -97,10 +97,15 @@ def test_only_configured_model_groups_are_served(secure, ollama, deepseek, model
     assert ollama.chats() + deepseek.chats() == 0
 
 
-def test_model_in_the_path_must_be_configured_too(secure, ollama):
-    response = chat(secure, {"messages": SHORT}, {"Authorization": f"Bearer {CLIENT_KEY}"},
-                    "/openai/deployments/deepseek%2Fdeepseek-chat/chat/completions")
-    assert assert_openai_error(response, 404)["code"] == "model_not_found"
+@pytest.mark.parametrize("path", ["/openai/deployments/gpt-4o/chat/completions", "/engines/deepseek-v9/completions",
+                                  "/openai/deployments/deepseek%2Fdeepseek-chat/chat/completions"])
+def test_model_in_the_path_must_be_configured_too(secure, ollama, path):
+    response = chat(secure, {"messages": SHORT, "prompt": "hi"}, {"Authorization": f"Bearer {CLIENT_KEY}"}, path)
+    assert assert_openai_error(response, 404)["code"] in ("model_not_found", "not_served")
+    assert ollama.chats() == 0
+
+
+def test_a_configured_model_in_the_path_is_served(secure, ollama):
     served = chat(secure, {"messages": SHORT}, {"Authorization": f"Bearer {CLIENT_KEY}"},
                   "/openai/deployments/qwen2.5:7b/chat/completions")
     assert served.status_code == 200, served.text
