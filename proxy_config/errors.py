@@ -261,6 +261,8 @@ class ErrorLayer:
             value = check_json(body, self.limits.max_json_depth, required=openai_path)
             if openai_path:  # proxy_config.gate let only authenticated callers this far
                 self.check_request(value, path)
+            elif isinstance(value, dict) and self.limits.body_check is not None:
+                self.limits.body_check(value, path)  # LiteLLM's own rejection would be a 500 there
         return replay(body, receive)
 
     def check_request(self, value: dict, path: str) -> None:

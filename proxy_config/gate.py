@@ -2,7 +2,8 @@
 before a byte of the body is read.
 
 The route policy, in one place (`classify`):
-- PROBES answer everyone, unlimited: /health, /health/liveliness, /health/readiness, /metrics;
+- PROBES answer everyone, unlimited: /health, /health/liveliness (and its alias /health/liveness),
+  /health/readiness, /metrics;
 - the admin UI's login page (UI_PATHS, /ui/...) answers anyone;
 - DOCS (/openapi.json, /docs, /redoc, /routes, /, /public/..., the MCP docs) need the master key,
   unless PUBLIC_DOCS=true opens them;
@@ -17,10 +18,12 @@ The route policy, in one place (`classify`):
 Per request, in this order: 404 for a path not served; the key, read once with LiteLLM's own
 header precedence (hooks.auth.identify_scope; recorded on the request context, which
 hooks.auth then checks against what LiteLLM authenticated); for a caller without a valid key a
-per-address limit (ANON_RATE_LIMIT_REQUESTS per ANON_RATE_LIMIT_WINDOW; the address comes from
-X-Forwarded-For only when the peer is in TRUSTED_PROXIES, walked right to left with LiteLLM's
-`resolve_client_ip`), then its 401; a client key on the docs gets 403; a body on an inference
-endpoint whose Content-Type is not JSON gets 415. uvicorn discards a body the app never read,
+per-address limit (ANON_RATE_LIMIT_REQUESTS per ANON_RATE_LIMIT_WINDOW), then its 401; a client
+key on a route that is not a client route (the docs, LiteLLM's admin API) gets 403; a body on an
+inference endpoint whose Content-Type is not JSON gets 415. The client address is the one
+uvicorn resolved: `gateway serve` passes TRUSTED_PROXIES as uvicorn's `forwarded_allow_ips`, so
+X-Forwarded-For counts only from those peers, walked right to left (a forged left-most entry is
+skipped); LiteLLM's admin UI login throttle gets the same list (`trust_proxies`). uvicorn discards a body the app never read,
 so an anonymous 4 MB body costs a read, never a parse.
 
 How it fails: every rejection is an OpenAI-shaped error (proxy_config.errors.error_body). The
@@ -34,8 +37,6 @@ import functools
 import re
 
 from litellm.proxy._types import LiteLLMRoutes
-from litellm.proxy.auth.network import TrustedProxyConfig, resolve_client_ip
-from starlette.requests import Request
 
 from hooks import context
 from hooks.auth import identify_scope, rejection
@@ -54,7 +55,7 @@ class Access(enum.Enum):
     API = "api"
 
 
-PROBES = frozenset({"/health", "/health/liveliness", "/health/readiness", "/metrics", "/metrics/"})
+PROBES = frozenset({"/health", "/health/liveliness", "/health/liveness", "/health/readiness", "/metrics", "/metrics/"})
 UI_PATHS = frozenset({"/ui", "/login", "/v2/login", "/.well-known/litellm-ui-config",
                       "/litellm/.well-known/litellm-ui-config", "/get/ui_theme_settings", "/get_image"})
 DOCS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/routes",
@@ -131,8 +132,6 @@ class Gate:
         self.public_docs = settings.public_docs
         self.db_mode = db_mode
         self.anon_limits = Limits(settings.anon_rate_limit_requests, settings.anon_rate_limit_window)
-        self.proxies = TrustedProxyConfig(use_forwarded_for=bool(settings.trusted_proxies),
-                                          trusted_proxy_cidrs=tuple(settings.trusted_proxies))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -148,41 +147,45 @@ class Gate:
             return
         identity = identify_scope(scope, path, self.allow_query_key, self.db_mode)
         ctx = context.current.get()
-        if ctx is not None and identity.key_id is not None and identity.authenticated:
+        if ctx is not None and identity.authenticated:
             ctx.key_hash = identity.key_id
-        if not identity.authenticated:
-            if not (access is Access.UI and method in ("GET", "HEAD")):  # the UI's static files are free
-                verdict = await get_limiter().acquire("anon:" + self.client_address(scope), self.anon_limits)
-                if not verdict.allowed:
-                    wait = max(1, int(verdict.retry_after + 0.999))
-                    body = error_body(429, f"Too many requests without a valid API key from this address: "
-                                           f"{verdict.limit} per {self.anon_limits.window} s. Retry after {wait} s, "
-                                           "or send your API key.", None, "rate_limit_exceeded")
-                    await send_error(send, 429, body, [(k.encode(), v.encode()) for k, v in limit_headers(verdict)])
+        if not identity.authenticated and not (access is Access.UI and method in ("GET", "HEAD")):  # static UI files are free
+            if not await self.anonymous_allowed(scope, send):
+                return
+        if access is Access.DOCS and not self.public_docs and identity.role != "master":
+            problem = None if identity.authenticated else rejection(identity, path, self.allow_query_key)
+            await self.refuse(send, problem, f"{path} needs the admin (master) key, or PUBLIC_DOCS=true on the gateway.")
+            return
+        if access is Access.API:
+            problem = rejection(identity, path, self.allow_query_key)  # 401; 403 for a client key off its routes
+            if problem is not None:
+                await self.refuse(send, problem)
+                return
+            if method in ("POST", "PUT", "PATCH") and is_inference(path):
+                content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1").lower()
+                if content_type and "json" not in content_type:
+                    await send_error(send, 415, unsupported_media(method, path, content_type))
                     return
-            if access is Access.UI or (access is Access.DOCS and self.public_docs):
-                await self.app(scope, receive, send)
-                return
-        if access is Access.DOCS and identity.role != "master" and not self.public_docs:
-            problem = rejection(identity, path, self.allow_query_key) if not identity.authenticated else None
-            status, message, code = (problem.code, problem.message, problem.type) if problem else (
-                403, f"{path} needs the admin (master) key, or PUBLIC_DOCS=true on the gateway.", "admin_key_required")
-            await send_error(send, int(status), error_body(int(status), message, "api_key", code))
-            return
-        if not identity.authenticated and access is not Access.UI:
-            problem = rejection(identity, path, self.allow_query_key)
-            await send_error(send, int(problem.code), error_body(int(problem.code), problem.message, "api_key", problem.type))
-            return
-        if method in ("POST", "PUT", "PATCH") and is_inference(path):
-            content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1").lower()
-            if content_type and "json" not in content_type:
-                await send_error(send, 415, unsupported_media(method, path, content_type))
-                return
         await self.app(scope, receive, send)
 
-    def client_address(self, scope) -> str:
-        address, _ = resolve_client_ip(Request(scope), self.proxies)
-        return address or "unknown"
+    async def anonymous_allowed(self, scope, send) -> bool:
+        """Count a request without a valid key against its address; answer 429 when over."""
+        address = (scope.get("client") or ("unknown",))[0]  # uvicorn's, after TRUSTED_PROXIES
+        verdict = await get_limiter().acquire("anon:" + address, self.anon_limits)
+        if verdict.allowed:
+            return True
+        wait = max(1, int(verdict.retry_after + 0.999))
+        body = error_body(429, f"Too many requests without a valid API key from this address: {verdict.limit} per "
+                               f"{self.anon_limits.window} s. Retry after {wait} s, or send your API key.", None,
+                          "rate_limit_exceeded")
+        await send_error(send, 429, body, [(k.encode(), v.encode()) for k, v in limit_headers(verdict)])
+        return False
+
+    @staticmethod
+    async def refuse(send, problem, admin_only: str = "") -> None:
+        """`problem` (hooks.auth's 401/403) as an OpenAI-shaped error, else a 403 saying `admin_only`."""
+        status, message, code = (int(problem.code), problem.message, problem.type) if problem else (403, admin_only, "admin_key_required")
+        await send_error(send, status, error_body(status, message, "api_key", code))
 
 
 _REJECTED_FIELD = re.compile(r"Rejected Request: (\S+)")
