@@ -272,10 +272,10 @@ class ErrorLayer:
             limits.body_check(value, path)
         model_in_path = "/deployments/" in path or "/engines/" in path
         model = path_model(path) if model_in_path else value.get("model")
-        if limits.models is not None and is_inference(path):
-            check_served_model(model, limits.models)
         if path.endswith("/chat/completions"):
             check_chat(value, model_in_path=model_in_path, max_output_tokens=limits.max_output_tokens)
+        if limits.models is not None and is_inference(path):
+            check_served_model(model, limits.models)
         if path.endswith("/completions"):
             check_n(value, model, limits.max_n)
 
