@@ -28,7 +28,7 @@ import functools
 import logging
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request
@@ -122,8 +122,7 @@ def presented_key(raw_headers, route: str) -> str | None:
     return key or None
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):  # not a dataclass: `gateway check` loads this file outside sys.modules
     """Who sent a request: `master`, `client` (with its key), `none` (no key), `invalid` (a key
     the gateway does not know) or `unverified` (DB mode: LiteLLM checks its virtual keys)."""
 
