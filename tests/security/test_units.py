@@ -97,3 +97,16 @@ def test_security_settings_defaults_and_validation(tmp_path):
     assert load_settings({**env, "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.5"}, env_file=None).trusted_proxies == ["10.0.0.0/8", "192.168.1.5"]
     with pytest.raises(SettingsError, match="TRUSTED_PROXIES entry 'nginx'"):
         load_settings({**env, "TRUSTED_PROXIES": "nginx"}, env_file=None)
+
+
+def test_fields_that_skip_litellms_banned_field_check_are_not_banned():
+    from litellm.proxy.auth import auth_utils
+
+    from proxy_config.gate import OPENAI_FIELDS, litellm_banned_fields
+
+    assert OPENAI_FIELDS & set(auth_utils._BANNED_REQUEST_BODY_PARAMS) == set()
+    assert OPENAI_FIELDS & {"metadata", "litellm_metadata", "extra_body", "litellm_embedding_config", "fallbacks",
+                            "user_config", "model_list"} == set()
+    with pytest.raises(RequestRejected) as caught:
+        litellm_banned_fields({"model": "auto", "metadata": {"api_base": "http://127.0.0.1:9"}}, "/v1/chat/completions")
+    assert (caught.value.status, caught.value.param) == (400, "api_base")
