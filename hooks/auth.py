@@ -6,9 +6,13 @@ Who may call what:
 - the master key (LITELLM_MASTER_KEY): every route, as LiteLLM's proxy admin, not rate-limited;
 - a client key (proxy_config.keys): the OpenAI API routes only (/v1/... and the same routes
   without /v1), each request counted by hooks.ratelimit against the key's limits;
-- no key: LiteLLM's public routes only (/health/readiness and /health are not LiteLLM-authed).
-The key comes from `Authorization: Bearer`, or from `?api_key=` when ALLOW_QUERY_API_KEY is on
-(then it is cut from the URL uvicorn's access log prints).
+- no key: LiteLLM's public routes only (proxy_config.gate closes most of them before LiteLLM).
+The key is read once, by LiteLLM's own header precedence (`presented_key`: x-litellm-api-key,
+Authorization: Bearer, api-key, x-api-key, x-goog-api-key, Ocp-Apim-Subscription-Key), or from
+`?api_key=` when ALLOW_QUERY_API_KEY is on (proxy_config.gate cuts it from the URL uvicorn's
+access log prints and keeps it on the request context). `identify` turns it into the request's
+one `Identity`; the gate uses it before the body is read, and `user_api_key_auth` checks that
+LiteLLM authenticated the same key, then records it (`ctx.key_hash`) for the ledger and metrics.
 
 Rejections raise LiteLLM's ProxyException, which it renders as an OpenAI-shaped body: 401 for
 a missing or unknown key, 403 for a client key on an admin route, 429 over a limit, with
@@ -24,6 +28,7 @@ import functools
 import logging
 import math
 import re
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request
@@ -31,6 +36,7 @@ from litellm.constants import LITELLM_PROXY_ADMIN_NAME, LITELLM_PROXY_MASTER_KEY
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LiteLLMRoutes, LitellmUserRoles, ProxyException, UserAPIKeyAuth
 from litellm.proxy.auth.auth_utils import get_request_route
+from litellm.proxy.auth.user_api_key_auth import get_api_key
 
 from custom_router.policy import Reason
 from hooks import context
@@ -80,14 +86,84 @@ def _limited(key: ClientKey, verdict: Verdict) -> ProxyException:
     )
 
 
-def take_query_key(request: Request) -> str | None:
+def take_query_key(scope: dict) -> str | None:
     """The ?api_key= value, removed from the scope so the access log does not print it."""
-    scope = request.scope
-    pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    raw = scope.get("query_string", b"")
+    if b"api_key" not in raw:
+        return None
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
     found = [value for name, value in pairs if name == "api_key"]
     if found:
         scope["query_string"] = urlencode([(n, v) for n, v in pairs if n != "api_key"]).encode("latin-1")
     return found[0] if found else None
+
+
+# LiteLLM 1.108.7's key headers (litellm.types.proxy.auth.special_headers.SpecialHeaders), read
+# the way its fastapi.security.APIKeyHeader dependencies read them (first value, empty = absent).
+KEY_HEADERS = (b"x-litellm-api-key", b"authorization", b"api-key", b"x-api-key", b"x-goog-api-key",
+               b"ocp-apim-subscription-key")
+
+
+def presented_key(raw_headers, route: str) -> str | None:
+    """The key LiteLLM will authenticate: its own `get_api_key` over the same header values."""
+    found: dict[bytes, str] = {}
+    for name, value in raw_headers:
+        name = name.lower()
+        if name in KEY_HEADERS and name not in found and value:
+            found[name] = value.decode("latin-1")
+    if not found:
+        return None
+    key, _ = get_api_key(
+        custom_litellm_key_header=found.get(b"x-litellm-api-key"), api_key=found.get(b"authorization"),
+        azure_api_key_header=found.get(b"api-key"), anthropic_api_key_header=found.get(b"x-api-key"),
+        google_ai_studio_api_key_header=found.get(b"x-goog-api-key"),
+        azure_apim_header=found.get(b"ocp-apim-subscription-key"),
+        pass_through_endpoints=None, route=route, request=None)
+    return key or None
+
+
+class Identity(NamedTuple):  # not a dataclass: `gateway check` loads this file outside sys.modules
+    """Who sent a request: `master`, `client` (with its key), `none` (no key), `invalid` (a key
+    the gateway does not know) or `unverified` (DB mode: LiteLLM checks its virtual keys)."""
+
+    role: str
+    key_id: str | None = None  # sha256:<8 hex> of the presented key
+    key: ClientKey | None = None
+    query_key_refused: bool = False
+
+    @property
+    def authenticated(self) -> bool:
+        return self.role in ("master", "client", "unverified")
+
+
+NO_KEY = Identity("none")
+
+
+def identify(presented: str | None, db_mode: bool = False) -> Identity:
+    if not presented:
+        return NO_KEY
+    table = key_table()
+    kid = key_id(key_hash(presented))
+    if table.is_master(presented):
+        return Identity("master", kid)
+    key = table.lookup(presented)
+    if key is not None:
+        return Identity("client", kid, key)
+    return Identity("unverified" if db_mode else "invalid", kid)
+
+
+def identify_scope(scope: dict, route: str, allow_query_key: bool, db_mode: bool = False) -> Identity:
+    """The request's identity from its headers (or ?api_key=, cut from the URL either way)."""
+    query_key = take_query_key(scope)
+    presented = presented_key(scope["headers"], route)
+    if presented is None and query_key is not None:
+        if not allow_query_key:
+            return Identity("none", query_key_refused=True)
+        presented = query_key
+    ctx = context.current.get()
+    if ctx is not None and presented is not None:
+        ctx.presented_key = presented
+    return identify(presented, db_mode)
 
 
 QUERY_KEY_OFF = "?api_key= is disabled on this gateway (ALLOW_QUERY_API_KEY); send the key as the header " \
@@ -99,27 +175,39 @@ ADMIN_ONLY = "{route} needs the admin (master) key; client keys may call the Ope
              "(/v1/chat/completions, /v1/models, ...) only."
 
 
+def rejection(identity: Identity, route: str, allow_query_key: bool) -> ProxyException | None:
+    """The 401/403 for `identity` on `route`, or None when it may go on."""
+    if identity.role == "none":
+        how = " or ?api_key=<key>" if allow_query_key else ""
+        return _auth_error(401, "missing_api_key", QUERY_KEY_OFF if identity.query_key_refused else MISSING_KEY.format(how=how))
+    if identity.role == "invalid":
+        return _auth_error(401, "invalid_api_key", INVALID_KEY.format(id=identity.key_id))
+    if identity.role == "client" and not is_client_route(route):
+        return _auth_error(403, "admin_key_required", ADMIN_ONLY.format(route=route))
+    return None
+
+
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     settings = get_runtime().settings
     route = get_request_route(request)
-    query_key = take_query_key(request)  # always cut from the URL, honoured only when allowed
-    presented = api_key or (query_key if settings.allow_query_api_key else None)
+    ctx = context.current.get()
     if route in LiteLLMRoutes.public_routes.value:
         return UserAPIKeyAuth(user_role=LitellmUserRoles.INTERNAL_USER_VIEW_ONLY)
-    if not presented:
-        how = " or ?api_key=<key>" if settings.allow_query_api_key else ""
-        raise _auth_error(401, "missing_api_key", QUERY_KEY_OFF if query_key else MISSING_KEY.format(how=how))
-    table = key_table()
-    if table.is_master(presented):
+    # proxy_config.gate moved ?api_key= onto the context; LiteLLM's own parse gave `api_key`.
+    presented = api_key or (ctx.presented_key if ctx is not None and settings.allow_query_api_key else None)
+    if ctx is not None and ctx.presented_key is not None and presented != ctx.presented_key:
+        presented = None  # the gate and LiteLLM disagree on the key: trust neither
+    identity = identify(presented)
+    problem = rejection(identity, route, settings.allow_query_api_key)
+    if problem is not None:
+        raise problem
+    if ctx is not None:
+        ctx.key_hash = identity.key_id
+    if identity.role == "master":
         return UserAPIKeyAuth(api_key=LITELLM_PROXY_MASTER_KEY_ALIAS, user_role=LitellmUserRoles.PROXY_ADMIN,
                               user_id=LITELLM_PROXY_ADMIN_NAME)
-    key = table.lookup(presented)
-    if key is None:
-        raise _auth_error(401, "invalid_api_key", INVALID_KEY.format(id=key_id(key_hash(presented))))
-    if not is_client_route(route):
-        raise _auth_error(403, "admin_key_required", ADMIN_ONLY.format(route=route))
+    key = identity.key
     verdict = await get_limiter().acquire(key.digest, Limits(key.requests, key.window, key.tpm))
-    ctx = context.current.get()
     if ctx is not None:
         ctx.rate_limit = verdict
         ctx.client_key = key  # hooks.budgets: the key's cloud budget

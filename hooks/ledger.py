@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass, fields
-from urllib.parse import parse_qsl
 
 from hooks.context import RequestContext, Usage
 from hooks.ledger_store import COLUMNS
@@ -35,7 +33,6 @@ log = logging.getLogger("gateway.request")
 INFERENCE_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses", "/messages")
 USAGE_WAIT_SECONDS = 15.0  # longest wait for LiteLLM's success callback after the last byte
 FAILURE_GRACE_SECONDS = 3.0  # after a backend failure, how long a fallback's success may still come
-KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
 
 
 @dataclass(frozen=True)
@@ -118,19 +115,6 @@ def prices_from_config(config: Mapping, cloud_default: str, local_per_1k: float)
             cache_read=None if info.get("cache_read_input_token_cost") is None else float(info["cache_read_input_token_cost"]),
         )
     return Prices(models, cloud_default, local_per_1k)
-
-
-def key_hash(headers: Mapping[bytes, bytes], query_string: bytes = b"") -> str | None:
-    """`sha256:<8 hex>` of the client's key (the form `gateway keys` and the logs use), or None."""
-    token = None
-    for name in KEY_HEADERS:
-        value = headers.get(name)
-        if value:
-            token = value.split(b" ", 1)[1] if value[:7].lower() == b"bearer " else value
-            break
-    if token is None and b"api_key=" in query_string:
-        token = dict(parse_qsl(query_string.decode("latin-1"))).get("api_key", "").encode("latin-1") or None
-    return None if token is None else f"sha256:{hashlib.sha256(token.strip()).hexdigest()[:8]}"
 
 
 def is_inference(path: str) -> bool:
@@ -237,9 +221,10 @@ class ResponseTracker:
 
 
 def track(ctx: RequestContext, scope: Mapping) -> ResponseTracker | None:
+    """The key comes from the request's one identity (`ctx.key_hash`: proxy_config.gate, then
+    hooks.auth once LiteLLM has authenticated it), never from the headers again."""
     if not is_inference(scope.get("path", "")):
         return None
-    ctx.key_hash = key_hash(dict(scope.get("headers") or ()), scope.get("query_string") or b"")
     return ResponseTracker(ctx)
 
 

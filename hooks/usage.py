@@ -1,12 +1,15 @@
 """LiteLLM callback that fills the request context with what the ledger needs
 (config.yaml: `hooks.usage.instance`, listed before `hooks.routing.instance`).
 
-- pre-call: remember the model the client asked for (before routing rewrites it) and ask
+- pre-call: remember the model group the client asked for (before routing rewrites it; only a
+  configured group, never a raw client string: proxy_config.errors 404s the others), the key
+  LiteLLM authenticated when the gateway did not see it (DB mode's virtual keys), and ask
   the backend for stream usage (`stream_options.include_usage`), which LiteLLM strips from
   the client's stream again unless the client asked for it itself;
 - success: tokens (backend usage; counted with LiteLLM's tokenizer only when the backend
   sent none), the model group that served, cloud reachability, a local model's speed (hooks.inflight);
-- failure: count backend failures, mark the cloud unreachable on a connection failure;
+- failure: count backend failures, mark the cloud unreachable on a connection failure (a real
+  one: LiteLLM also reports its own TypeErrors as APIConnectionError, e.g. on a multipart body);
 - fallback events: the cause of the first tier's failure.
 Every method only records; errors are logged and never reach the request (fail open).
 """
@@ -21,6 +24,7 @@ from hooks import context, inflight
 from hooks.context import Usage
 from hooks.routing import failure_cause
 from hooks.runtime import get_runtime
+from proxy_config.keys import key_id
 
 log = logging.getLogger("gateway.usage")
 
@@ -75,19 +79,30 @@ def counted_usage(kwargs: dict, response_obj: object) -> Usage:
 CONNECT_FAILURES = ("Cannot connect to host", "Connect call failed", "Connection refused", "ConnectError", "ConnectTimeout")
 
 
+# LiteLLM wraps exceptions it does not map (its own bugs, a client's odd body) in APIConnectionError too.
+NOT_CONNECTION = ("TypeError", "AttributeError", "KeyError", "ValueError", "IndexError", "JSONDecodeError")
+
+
 def is_connection_failure(exc: object) -> bool:
+    """True only when the backend could not be reached; a client's error never changes health."""
     if exc is None:
         return False
     text = str(exc)
+    if any(name in text for name in NOT_CONNECTION) or isinstance(exc, (TypeError, ValueError)):
+        return False
     return any(marker in text for marker in CONNECT_FAILURES) or (
-        failure_cause(exc) in ("connection", "timeout") and "Connect" in repr(exc))
+        failure_cause(exc) == "timeout" and "Connect" in repr(exc))
 
 
 class UsageCallback(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         ctx = context.current.get()
-        if ctx is not None and ctx.requested_model is None and isinstance(data.get("model"), str):
-            ctx.requested_model = data["model"][:200]
+        if ctx is not None:
+            model = data.get("model")
+            if ctx.requested_model is None and isinstance(model, str) and get_runtime().tier_of(model) is not None:
+                ctx.requested_model = model
+            if ctx.key_hash is None and getattr(user_api_key_dict, "api_key", None):
+                ctx.key_hash = key_id(user_api_key_dict.api_key)  # DB mode: LiteLLM's token is the key's sha256
         request_stream_usage(data)
         return data
 

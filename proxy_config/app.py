@@ -6,6 +6,8 @@ The layer
   `x-gateway-budget-remaining-usd` when hooks.cache / hooks.budgets set them), correcting the route
   when LiteLLM's router fell back to the other tier (it reads the served deployment from
   LiteLLM's `x-litellm-model-id` header, which LiteLLM refreshes after a stream fallback);
+- strips LiteLLM's internal response headers (`x-litellm-*`: internal URLs, version, spend,
+  cost; `llm_provider-*`: the backend's own headers) after the route and the ledger read them;
 - answers `GET /health` from cached backend state (LiteLLM's own /health makes LLM calls)
   and `GET /metrics` (hooks.metrics);
 - hands every inference response to the ledger (hooks.ledger) once its last byte is sent;
@@ -33,7 +35,7 @@ from custom_router.policy import Reason, Route
 from hooks import cache, context, inflight, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
-from proxy_config import deadline_transport, gcguard, logs, tuning
+from proxy_config import deadline_transport, gate, gcguard, logs, tuning
 
 log = logging.getLogger("gateway.app")
 
@@ -137,6 +139,11 @@ async def until_disconnect(app, scope, receive, send) -> bool:
 
 # Paths the gateway answers itself, without LiteLLM (GET/HEAD only).
 LOCAL_ROUTES = {"/health": health, "/metrics": metrics.endpoint}
+INTERNAL_HEADERS = (b"x-litellm-", b"llm_provider-")
+
+
+def public_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in headers if not k.lower().startswith(INTERNAL_HEADERS)]
 
 
 class GatewayApp:
@@ -168,7 +175,10 @@ class GatewayApp:
                 headers.append((b"x-request-id", ctx.request_id.encode()))
                 if ctx.rate_limit is not None:  # set by hooks.auth for client keys
                     headers = ratelimit.stamp(headers, ctx.rate_limit)
-                message = {**message, "headers": headers}
+                if tracker is not None:
+                    tracker.sent({**message, "headers": headers})  # the ledger reads x-litellm-model-id
+                await send({**message, "headers": public_headers(headers)})
+                return
             await send(message)
             if tracker is not None:
                 tracker.sent(message)
@@ -191,6 +201,7 @@ class GatewayApp:
             if message["type"] == "lifespan.startup.complete":
                 logs.adopt_litellm_loggers()
                 tuning.after_startup(get_runtime().settings)
+                gate.trust_proxies(get_runtime().settings)  # LiteLLM's UI login throttle: per real client
                 gcguard.install(asyncio.get_running_loop())  # CPython gh-148891 (Python < 3.12)
                 await get_runtime().monitor.start()
             elif message["type"] == "lifespan.shutdown.complete":
@@ -210,15 +221,33 @@ def create_app():
 
 
 def guarded(litellm_app, settings):
-    """LiteLLM's app behind the request checks and error rewriting (proxy_config.errors) and the
-    gateway's own CORS policy (proxy_config.cors)."""
+    """LiteLLM's app behind the front door (proxy_config.gate: routes, keys, anonymous limits),
+    the request checks and error rewriting (proxy_config.errors) and the gateway's own CORS
+    policy (proxy_config.cors)."""
     from proxy_config.chat_checks import largest_output_tokens
     from proxy_config.cors import cors_layer, strip_litellm_cors
     from proxy_config.errors import ErrorLayer, RequestLimits
     from proxy_config.settings import read_config
 
-    limits = RequestLimits(settings.max_body_bytes, max_output_tokens=largest_output_tokens(read_config(settings.config_path)))
-    return cors_layer(ErrorLayer(strip_litellm_cors(litellm_app), limits), settings.cors_origins)
+    config = read_config(settings.config_path)
+    limits = RequestLimits(settings.max_body_bytes, max_output_tokens=largest_output_tokens(config),
+                           models=served_models(config), max_n=max_n(config, settings.routing),
+                           body_check=gate.litellm_banned_fields)
+    inner = ErrorLayer(strip_litellm_cors(litellm_app), limits)
+    return cors_layer(gate.Gate(inner, settings, db_mode=settings.database_url is not None), settings.cors_origins)
+
+
+def served_models(config: dict) -> frozenset[str]:
+    return frozenset(str(e["model_name"]) for e in config.get("model_list") or [] if isinstance(e, dict) and e.get("model_name"))
+
+
+def max_n(config: dict, routing) -> dict[str, int]:
+    """The `n` cap per model group: max_n_cloud for cloud models, max_n_local for local and auto."""
+    caps = {}
+    for entry in config.get("model_list") or []:
+        tier = str(((entry.get("model_info") or {}).get("gateway_tier")) or "local")
+        caps[str(entry.get("model_name"))] = routing.max_n_cloud if tier == "cloud" else routing.max_n_local
+    return caps
 
 
 app = create_app()

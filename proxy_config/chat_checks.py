@@ -10,12 +10,16 @@ model) is checked here too, for one wording; what it lets through (a JSON array 
 range, wrongly typed optional parameters) would otherwise reach a backend, which answers
 inconsistently (DeepSeek 422, Ollama ignores it) or crashes LiteLLM into a 500 or a fallback.
 Unknown fields pass: LiteLLM drops or forwards them. `null` counts as absent, as in OpenAI's API.
+
+Any inference body also gets: `check_served_model` (404 `model_not_found` for a model that is not
+a configured group: a provider-prefixed name like `deepseek/deepseek-chat` would otherwise skip
+the routing policy and the ledger's prices) and `check_n` (`n` over the model's cap, a cost guard).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 EXAMPLE = '{"role": "user", "content": "Hello"}'
@@ -204,6 +208,22 @@ def check_model(model: object) -> None:
         raise bad("model", "'model' is missing; set it to a model from GET /v1/models, or \"auto\".", "missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
         raise bad("model", f"'model' must be a model name from GET /v1/models (or \"auto\"), got {describe(model)}.", "invalid_type")
+
+
+def check_served_model(model: object, served: Collection[str]) -> None:
+    """Only configured model groups (and `auto`) are served; anything else is a 404."""
+    if isinstance(model, str) and model not in served:
+        shown = model if len(model) <= 40 else model[:37] + "..."
+        raise RequestRejected(404, f"The model {shown!r} is not served by this gateway; call GET /v1/models for the "
+                                   "models you can use, or send \"auto\".", "model", "model_not_found")
+
+
+def check_n(body: Mapping[str, object], model: object, caps: Mapping[str, int]) -> None:
+    """`n` choices cost n generations: at most the model's cap (gateway_settings.max_n_local/max_n_cloud)."""
+    n, cap = body.get("n"), caps.get(model) if isinstance(model, str) else None
+    if cap is not None and is_int(n) and n > cap:
+        raise bad("n", f"'n' is at most {cap} for model {model!r} on this gateway (each choice is a separate, billed "
+                       f"generation), got {n}; ask for fewer choices or repeat the request.", "n_too_large")
 
 
 def check_messages(messages: object) -> None:

@@ -83,6 +83,7 @@ def serve(
         limit_max_requests=limit_max_requests,
         limit_max_requests_jitter=(limit_max_requests or 0) // 10,
         log_config=logs.uvicorn_log_config(settings.log_level),
+        forwarded_allow_ips=settings.trusted_proxies,  # X-Forwarded-For names the client only from these (proxy_config.gate)
     )
 
 

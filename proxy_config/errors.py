@@ -4,11 +4,16 @@ error a client sees one of them.
 Owns
 - `error_body(status, message, param, code)`: `{"error": {"message", "type", "param", "code"}}` with
   `type` taken from the status (`STATUS_TYPES`), and `clean_message`, which cuts tracebacks and
-  LiteLLM's debug text out of messages and masks key-like strings;
-- `ErrorLayer`, the ASGI middleware in front of LiteLLM that
+  LiteLLM's debug text out of messages and masks key-like strings, masked keys (`****a671`) and
+  any fragment (4+ characters at either end) of the gateway's own secrets (GATEWAY_LOG_SECRETS:
+  DeepSeek, master and client keys), so an upstream message never gives one away;
+- `ErrorLayer`, the ASGI middleware in front of LiteLLM (behind proxy_config.gate, so every
+  request it sees on the API has a valid key, whatever header carried it) that
   - answers 413 for a body over `max_body_bytes` (by Content-Length, or counted for chunked
-    bodies), 400 for invalid UTF-8, invalid or too deeply nested JSON, and 400 for malformed
-    chat-completion parameters (`proxy_config.chat_checks`), before LiteLLM parses anything;
+    bodies), 400 for invalid UTF-8, invalid or too deeply nested JSON, 400 for fields clients may
+    not set (ours and LiteLLM's banned ones, `RequestLimits.body_check`), 404 `model_not_found`
+    for a model that is not a configured group, 400 for malformed chat-completion parameters and
+    an `n` over the model's cap (`proxy_config.chat_checks`), before LiteLLM parses anything;
   - rewrites every error response that is not OpenAI-shaped (FastAPI `{"detail"}`, plain text,
     HTML) and normalizes shaped ones, keeping the status;
   - rewrites `data: {"error": ...}` events of a stream, and ends a chat-completion stream that
@@ -20,14 +25,19 @@ through untouched.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from hooks import context
-from proxy_config.chat_checks import RequestRejected, check_chat, check_client_fields, check_json
+from hooks.ledger import is_inference
+from proxy_config.chat_checks import (RequestRejected, check_chat, check_client_fields, check_json, check_n,
+                                      check_served_model)
 
 log = logging.getLogger("gateway.errors")
 
@@ -39,8 +49,7 @@ STATUS_TYPES = {
     500: "server_error", 502: "server_error", 503: "service_unavailable_error", 504: "timeout_error",
 }
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-CREDENTIAL_HEADERS = (b"authorization", b"x-api-key", b"api-key")
-OPENAI_JSON_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/moderations", "/responses")
+OPENAI_JSON_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/moderations", "/responses", "/messages")
 MAX_ERROR_BODY = 256 * 1024  # an error body larger than this is cut before parsing
 STREAM_INCOMPLETE = "The stream ended before the backend finished, so the response is incomplete. Retry the request."
 
@@ -51,6 +60,8 @@ _STATUS_DICT = re.compile(r"^\d{3}: \{'(?:error|message)': ['\"](.*)['\"]\}$", r
 _PROVIDER = re.compile(r"\b([A-Za-z]+?)(?:_chat)?Exception - ")  # "DeepseekException - ", "Ollama_chatException - "
 _SECRETS = (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"))
 _PROVIDER_NAMES = {"ollama": "Ollama", "deepseek": "DeepSeek", "openai": "OpenAI"}
+_MASKED_KEY = re.compile(r"(?:\*{3,}|\.{3}|…)[A-Za-z0-9_\-]{2,}")  # "****a671", "sk-...a671": a key's visible end
+SECRETS_ENV = "GATEWAY_LOG_SECRETS"  # proxy_config.logs: the secrets `gateway serve` knows, comma-separated
 
 
 def error_type(status: int) -> str:
@@ -62,8 +73,28 @@ def error_body(status: int, message: str, param: str | None = None, code: str | 
 
 
 def mask_secrets(text: str) -> str:
-    text = _SECRETS[0].sub("sk-***", text)
+    text = secret_fragments().sub("***", text)
+    text = _MASKED_KEY.sub("****", _SECRETS[0].sub("sk-***", text))
     return _SECRETS[1].sub(lambda m: f"{m.group(1)} ***", text)
+
+
+def fragments_pattern(secrets: list[str], shortest: int = 4) -> re.Pattern[str]:
+    """4+ characters that end a secret (where a word ends), or begin one (as a whole word)."""
+    secrets = [s for s in secrets if len(s) >= 2 * shortest]
+    ends = {s[-n:] for s in secrets for n in range(shortest, len(s) + 1)}
+    starts = {s[:n] for s in secrets for n in range(shortest, len(s) + 1)}
+    if not secrets:
+        return re.compile(r"(?!)")
+
+    def alternatives(parts: set[str]) -> str:
+        return "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True))
+
+    return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives(starts)})(?![A-Za-z0-9])|(?:{alternatives(ends)})(?![A-Za-z0-9])")
+
+
+@functools.cache
+def secret_fragments() -> re.Pattern[str]:
+    return fragments_pattern([s for s in os.environ.get(SECRETS_ENV, "").split(",") if s])
 
 
 def clean_message(text: str, limit: int = 1000) -> str:
@@ -174,6 +205,9 @@ class RequestLimits:
     max_body_bytes: int
     max_json_depth: int = 64
     max_output_tokens: int = 1_000_000  # largest max_tokens any configured model could honour
+    models: frozenset[str] | None = None  # the configured model groups; None = do not check
+    max_n: Mapping[str, int] = field(default_factory=dict)  # per model group
+    body_check: Callable[[dict, str], None] | None = None  # LiteLLM's banned fields (proxy_config.gate)
 
     @property
     def drain_bytes(self) -> int:
@@ -225,17 +259,34 @@ class ErrorLayer:
         openai_path = path.endswith(OPENAI_JSON_SUFFIXES)
         if "json" in content_type or (openai_path and "multipart/" not in content_type):
             value = check_json(body, self.limits.max_json_depth, required=openai_path)
-            # Parameter checks wait for a credential, so a client without one gets LiteLLM's 401 first.
-            if openai_path and presents_credential(scope, headers):
-                check_client_fields(value)
-                if path.endswith("/chat/completions"):
-                    check_chat(value, model_in_path="/deployments/" in path or "/engines/" in path,
-                               max_output_tokens=self.limits.max_output_tokens)
+            if openai_path:  # proxy_config.gate let only authenticated callers this far
+                self.check_request(value, path)
+            elif isinstance(value, dict) and self.limits.body_check is not None:
+                self.limits.body_check(value, path)  # LiteLLM's own rejection would be a 500 there
         return replay(body, receive)
 
+    def check_request(self, value: dict, path: str) -> None:
+        limits = self.limits
+        check_client_fields(value)
+        if limits.body_check is not None:
+            limits.body_check(value, path)
+        model_in_path = "/deployments/" in path or "/engines/" in path
+        model = path_model(path) if model_in_path else value.get("model")
+        if path.endswith("/chat/completions"):
+            check_chat(value, model_in_path=model_in_path, max_output_tokens=limits.max_output_tokens)
+        if limits.models is not None and is_inference(path):
+            check_served_model(model, limits.models)
+        if path.endswith("/completions"):
+            check_n(value, model, limits.max_n)
 
-def presents_credential(scope, headers: dict[bytes, bytes]) -> bool:
-    return any(name in headers for name in CREDENTIAL_HEADERS) or b"api_key=" in scope.get("query_string", b"")
+
+def path_model(path: str) -> str | None:
+    """`/openai/deployments/{model}/...` and `/engines/{model}/...`: the model in the path."""
+    parts = path.split("/")
+    for marker in ("deployments", "engines"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1]
+    return None
 
 
 def too_large(limit: int) -> RequestRejected:

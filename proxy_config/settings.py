@@ -92,6 +92,9 @@ class RoutingSettings(BaseModel, extra="forbid"):
         False, description="Spill requests that name a local model too (by default they queue locally: a team may "
         "name a local model for privacy)."
     )
+    max_n_local: int = Field(1, ge=1, le=128, description="Largest `n` (choices per request) for local models and `auto`; "
+                             "Ollama answers one choice whatever `n` says, so more would be dropped silently.")
+    max_n_cloud: int = Field(4, ge=1, le=128, description="Largest `n` for cloud models: each choice is billed.")
 
 
 class Settings(BaseModel):
@@ -127,6 +130,29 @@ class Settings(BaseModel):
         None, ge=0, description="Monthly cloud budget in USD of every client key without its own cloud_budget_usd "
         "(KEY_CLOUD_BUDGET_USD); unset = no budget."
     )
+    trusted_proxies: Annotated[list[str], BeforeValidator(_split_csv)] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Peers whose X-Forwarded-For names the client (TRUSTED_PROXIES, comma-separated addresses or "
+        "CIDR ranges; the nginx in front). `none` = every peer is the client itself.")
+    public_docs: bool = Field(False, description="Serve /openapi.json, /docs, /redoc, /routes and /public/* without "
+                              "the master key (PUBLIC_DOCS).")
+    anon_rate_limit_requests: int = Field(60, ge=1, description="Requests without a valid key per source address per "
+                                          "window (ANON_RATE_LIMIT_REQUESTS); health probes and /metrics are not counted.")
+    anon_rate_limit_window: int = Field(60, ge=1, description="Window of ANON_RATE_LIMIT_REQUESTS in seconds (ANON_RATE_LIMIT_WINDOW).")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        if [v.lower() for v in value] == ["none"]:
+            return []
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"TRUSTED_PROXIES entry {entry!r} is not an address or CIDR range, e.g. 127.0.0.1/32") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -186,6 +212,8 @@ _ENV_FIELDS = {
     "DATA_DIR": "data_dir", "MAX_BODY_BYTES": "max_body_bytes", "CORS_ORIGINS": "cors_origins",
     "UI_USERNAME": "ui_username", "UI_PASSWORD": "ui_password",
     "KEY_CLOUD_BUDGET_USD": "key_cloud_budget_usd",
+    "TRUSTED_PROXIES": "trusted_proxies", "PUBLIC_DOCS": "public_docs",
+    "ANON_RATE_LIMIT_REQUESTS": "anon_rate_limit_requests", "ANON_RATE_LIMIT_WINDOW": "anon_rate_limit_window",
 }
 
 

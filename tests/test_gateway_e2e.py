@@ -125,10 +125,10 @@ def test_models_lists_every_group_and_auto(gateway):
 
 
 def test_unknown_model_gets_openai_error(gateway):
-    with pytest.raises(openai.BadRequestError) as caught:
+    with pytest.raises(openai.NotFoundError) as caught:
         gateway.client().chat.completions.create(model="gpt-9", messages=SHORT)
-    assert caught.value.status_code == 400
-    assert "gpt-9" in caught.value.body["message"]
+    assert (caught.value.status_code, caught.value.body["code"]) == (404, "model_not_found")  # as OpenAI answers it
+    assert "gpt-9" in caught.value.body["message"] and "GET /v1/models" in caught.value.body["message"]
 
 
 @pytest.fixture(scope="module")

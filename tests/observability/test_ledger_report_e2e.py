@@ -99,7 +99,7 @@ def mix(ledger_gateway, ollama, deepseek) -> list[Sent]:
     deepseek.fault("http_503", count=1)
     sent.append(_call(client, Sent("local", "cloud-error-fallback", "qwen2.5:7b", p_long, REPLY_WORDS, cause="server-error"),
                       model="auto", messages=LONG))
-    sent.append(_call(client, Sent("none", "not-routed", None, status=400), model="gpt-9", messages=SHORT))
+    sent.append(_call(client, Sent("none", "not-routed", None, status=404), model="gpt-9", messages=SHORT))
     ollama.fault("http_500", count=1)
     deepseek.fault("http_500", count=1)
     sent.append(_call(client, Sent("local", "simple", None, status=503, cause="server-error"), model="auto", messages=SHORT))

@@ -16,7 +16,7 @@ from custom_router.policy import Decision, Reason, Route
 from hooks import context
 from hooks.backends import health_report
 from hooks.context import RequestContext, Usage
-from hooks.ledger import Price, Prices, ResponseFacts, build_record, fallback_tiers, key_hash, wait_for_usage
+from hooks.ledger import Price, Prices, ResponseFacts, build_record, fallback_tiers, wait_for_usage
 from hooks.ledger_store import COLUMNS, LedgerWriter, SqliteStore
 from proxy_config.logs import JsonLineFormatter, Redactor, RequestIdFilter, uvicorn_log_config
 from proxy_config.report import parse_since, render_csv, summarize
@@ -99,14 +99,6 @@ def test_fallback_tiers_come_from_the_reason_or_the_route_when_both_failed():
     assert fallback_tiers("cloud", "local-error-fallback") == ("local", "cloud")
     assert fallback_tiers("local", "cloud-error-fallback") == ("cloud", "local")
     assert fallback_tiers("local", "simple") == ("local", "cloud")
-
-
-def test_key_hash_is_a_short_sha256_of_bearer_header_or_query_key():
-    expected = "sha256:9f86d081"  # sha256("test")
-    assert key_hash({b"authorization": b"Bearer test"}) == expected
-    assert key_hash({b"x-api-key": b"test"}) == expected
-    assert key_hash({}, b"a=1&api_key=test") == expected
-    assert key_hash({}) is None
 
 
 def _row(i: int, ts: float = 1000.0, **over) -> tuple:

@@ -89,8 +89,9 @@ MISSING_AND_MODEL = [
     Bad("model-object", 400, chat(model={"name": "auto"}), param="model", code="invalid_type"),
     Bad("model-bool", 400, chat(model=True), param="model", code="invalid_type"),
     Bad("model-empty", 400, chat(model=""), param="model", code="invalid_type"),
-    Bad("unknown-model", 400, chat(model="gpt-9")),
-    Bad("unknown-local-tag", 400, chat(model="qwen2.5:70b")),
+    Bad("unknown-model", 404, chat(model="gpt-9"), param="model", code="model_not_found"),
+    Bad("unknown-local-tag", 404, chat(model="qwen2.5:70b"), param="model", code="model_not_found"),
+    Bad("provider-prefixed-model", 404, chat(model="deepseek/deepseek-chat"), param="model", code="model_not_found"),
 ]
 
 MESSAGES = [

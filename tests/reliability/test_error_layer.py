@@ -13,6 +13,7 @@ from proxy_config.chat_checks import RequestRejected, check_chat, check_json, la
 from proxy_config.errors import ErrorLayer, RequestLimits, clean_message, error_type
 
 LIMITS = RequestLimits(max_body_bytes=2048)
+VALID = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
 KEY = {"Authorization": "Bearer sk-test-000000"}
 
 
@@ -98,20 +99,20 @@ def events_of(response) -> list[str]:
 
 
 def test_stream_that_ends_without_done_gets_an_error_event():
-    events = events_of(client(sse(b'data: {"choices": []}\n\n')).post("/v1/chat/completions", content=b"{}"))
+    events = events_of(client(sse(b'data: {"choices": []}\n\n')).post("/v1/chat/completions", content=VALID))
     assert json.loads(events[-1])["error"]["code"] == "stream_incomplete"
 
 
 def test_stream_that_raises_midway_ends_with_an_error_event():
-    events = events_of(client(sse(b'data: {"choices": []}\n\n', fail=True)).post("/v1/chat/completions", content=b"{}"))
+    events = events_of(client(sse(b'data: {"choices": []}\n\n', fail=True)).post("/v1/chat/completions", content=VALID))
     assert json.loads(events[-1])["error"]["code"] == "stream_incomplete"
 
 
 def test_complete_stream_is_untouched_and_litellm_error_events_are_normalized():
-    done = events_of(client(sse(b'data: {"choices": []}\n\n', b"data: [DONE]\n\n")).post("/v1/chat/completions", content=b"{}"))
+    done = events_of(client(sse(b'data: {"choices": []}\n\n', b"data: [DONE]\n\n")).post("/v1/chat/completions", content=VALID))
     assert done == ['{"choices": []}', "[DONE]"]
     litellm_error = b'data: {"error": {"message": "litellm.APIConnectionError: APIConnectionError: OllamaException - cut", "type": null, "code": "500"}}\n\n'
-    error = json.loads(events_of(client(sse(litellm_error)).post("/v1/chat/completions", content=b"{}"))[-1])["error"]
+    error = json.loads(events_of(client(sse(litellm_error)).post("/v1/chat/completions", content=VALID))[-1])["error"]
     assert (error["type"], error["code"]) == ("server_error", "stream_interrupted")
     assert "Ollama: cut" in error["message"] and "litellm" not in error["message"]
 
@@ -142,10 +143,11 @@ def test_bodies_over_the_limit_get_413_before_the_inner_app(chunked):
     assert error["code"] == "request_too_large" and "2048 bytes" in error["message"]
 
 
-def test_parameter_checks_wait_for_a_credential():
+def test_parameter_checks_apply_whatever_header_carried_the_key():
+    """proxy_config.gate answers 401 before this layer; every request it lets through is checked."""
     bad = json.dumps({"model": "auto", "messages": "hi"}).encode()
-    assert client(echo()).post("/v1/chat/completions", content=bad).status_code == 200  # LiteLLM's auth answers 401 first
-    assert shaped(client(echo()).post("/v1/chat/completions", content=bad, headers=KEY), 400)["param"] == "messages"
+    for headers in ({}, KEY, {"x-goog-api-key": "sk-test-000000"}, {"x-litellm-api-key": "sk-test-000000"}):
+        assert shaped(client(echo()).post("/v1/chat/completions", content=bad, headers=headers), 400)["param"] == "messages"
     assert shaped(client(echo()).post("/v1/chat/completions", content=b"[1]"), 400)["code"] == "invalid_type"
 
 
