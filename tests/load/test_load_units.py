@@ -15,6 +15,7 @@ from hooks.ledger_store import COLUMNS
 from proxy_config.catalog import build_policy
 from proxy_config.report import render_table, summarize
 from proxy_config.settings import RoutingSettings
+from tests.observability.helpers import ledger_row
 from tests.redis_server import RedisServer
 
 
@@ -83,11 +84,7 @@ def test_settings_reach_the_policy():
 
 
 def _row(i: int, **over) -> dict:
-    values = {"request_id": f"r{i}", "ts": 100.0, "key_hash": None, "requested_model": "auto", "served_model": "qwen2.5:7b",
-              "route": "local", "reason": "simple", "fallback_cause": None, "prompt_tokens": 7, "completion_tokens": 11,
-              "reasoning_tokens": 0, "tokens_counted": 0, "latency_ms": 10.0, "ttft_ms": None, "cost_usd": 0.0,
-              "saved_usd": 1e-6, "status": 200, "error_type": None, "stream": 0, **over}
-    return {c: values.get(c) for c in COLUMNS}
+    return dict(zip(COLUMNS, ledger_row(i, 100.0, key_hash=None, latency_ms=10.0, **over)))
 
 
 def test_report_shows_the_spilled_share_and_its_cost():

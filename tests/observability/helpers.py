@@ -11,7 +11,19 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from hooks.ledger_store import COLUMNS
 from tests.harness import GATEWAY_BIN, Gateway
+
+ROW_DEFAULTS = {"key_hash": "sha256:00000000", "requested_model": "auto", "served_model": "qwen2.5:7b", "route": "local",
+                "reason": "simple", "fallback_cause": None, "prompt_tokens": 7, "completion_tokens": 11,
+                "reasoning_tokens": 0, "tokens_counted": 0, "latency_ms": 12.5, "ttft_ms": None, "cost_usd": 0.0,
+                "saved_usd": 1e-6, "status": 200, "error_type": None, "stream": 0}
+
+
+def ledger_row(i: int, ts: float = 1000.0, **over: object) -> tuple:
+    """One ledger row in COLUMNS order; columns a test does not name (cache, ...) are NULL, as in old ledgers."""
+    values = {**ROW_DEFAULTS, "request_id": f"r{i}", "ts": ts, **over}
+    return tuple(values.get(c) for c in COLUMNS)
 
 
 def run_report(gw: Gateway, *args: str) -> subprocess.CompletedProcess:

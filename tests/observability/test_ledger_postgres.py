@@ -10,17 +10,16 @@ import json
 import subprocess
 import time
 
-from hooks.ledger_store import COLUMNS, LedgerWriter, PostgresStore
+from hooks.ledger_store import LedgerWriter, PostgresStore
 from tests.harness import GATEWAY_BIN, REPO
+from tests.observability.helpers import ledger_row
 
 
 def _row(i: int, route: str, ts: float) -> tuple:
-    values = {"request_id": f"pg{i}", "ts": ts, "key_hash": "sha256:0badcafe", "requested_model": "auto",
-              "served_model": "qwen2.5:7b" if route == "local" else "deepseek-chat", "route": route, "reason": "simple",
-              "fallback_cause": None, "prompt_tokens": 7, "completion_tokens": 11, "reasoning_tokens": 0,
-              "tokens_counted": 0, "latency_ms": 10.0, "ttft_ms": None, "cost_usd": 0.0 if route == "local" else 6.58e-06,
-              "saved_usd": 6.58e-06 if route == "local" else 0.0, "status": 200, "error_type": None, "stream": 0}
-    return tuple(values.get(c) for c in COLUMNS)  # columns added later (cache, ...) are NULL
+    cloud = route == "cloud"
+    return ledger_row(i, ts, request_id=f"pg{i}", key_hash="sha256:0badcafe", route=route, latency_ms=10.0,
+                      served_model="deepseek-chat" if cloud else "qwen2.5:7b", cost_usd=6.58e-06 if cloud else 0.0,
+                      saved_usd=0.0 if cloud else 6.58e-06)
 
 
 def test_postgres_ledger_is_written_and_reported(postgres_url, tmp_path):

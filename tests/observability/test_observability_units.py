@@ -20,6 +20,7 @@ from hooks.ledger import Price, Prices, ResponseFacts, build_record, fallback_ti
 from hooks.ledger_store import COLUMNS, LedgerWriter, SqliteStore
 from proxy_config.logs import JsonLineFormatter, Redactor, RequestIdFilter, uvicorn_log_config
 from proxy_config.report import parse_since, render_csv, summarize
+from tests.observability.helpers import ledger_row
 
 CHAT = Price("cloud", input=0.28e-6, output=0.42e-6, cache_read=0.028e-6)
 PRICES = Prices({"qwen2.5:7b": Price("local"), "deepseek-chat": CHAT, "deepseek-reasoner": CHAT}, "deepseek-chat",
@@ -102,12 +103,7 @@ def test_fallback_tiers_come_from_the_reason_or_the_route_when_both_failed():
 
 
 def _row(i: int, ts: float = 1000.0, **over) -> tuple:
-    values = {"request_id": f"r{i}", "ts": ts, "key_hash": "sha256:00000000", "requested_model": "auto",
-              "served_model": "qwen2.5:7b", "route": "local", "reason": "simple", "fallback_cause": None,
-              "prompt_tokens": 7, "completion_tokens": 11, "reasoning_tokens": 0, "tokens_counted": 0,
-              "latency_ms": 12.5, "ttft_ms": None, "cost_usd": 0.0, "saved_usd": 1e-6, "status": 200,
-              "error_type": None, "stream": 0, **over}
-    return tuple(values.get(c) for c in COLUMNS)  # columns added later (cache, ...) are NULL
+    return ledger_row(i, ts, **over)
 
 
 def test_writer_puts_records_in_sqlite_that_the_report_can_read(tmp_path):

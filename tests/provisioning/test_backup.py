@@ -16,18 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from hooks.ledger_store import COLUMNS, LedgerWriter, SqliteStore
+from hooks.ledger_store import LedgerWriter, SqliteStore
 from proxy_config.backup import pg_command
 from tests.harness import GATEWAY_BIN, MASTER_KEY, REPO
 from tests.observability.conftest import postgres_url  # noqa: F401  (the throwaway PostgreSQL fixture)
+from tests.observability.helpers import ledger_row
 
 
 def _row(i: int) -> tuple:
-    values = {"request_id": f"r{i}", "ts": time.time(), "key_hash": "sha256:0badcafe", "requested_model": "auto",
-              "served_model": "qwen2.5:7b", "route": "local", "reason": "simple", "fallback_cause": None, "prompt_tokens": 7,
-              "completion_tokens": 11, "reasoning_tokens": 0, "tokens_counted": 0, "latency_ms": 10.0, "ttft_ms": None,
-              "cost_usd": 0.0, "saved_usd": 6.58e-06, "status": 200, "error_type": None, "stream": 0}
-    return tuple(values[c] for c in COLUMNS)
+    return ledger_row(i, time.time(), key_hash="sha256:0badcafe", latency_ms=10.0, saved_usd=6.58e-06)
 
 
 def gateway(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

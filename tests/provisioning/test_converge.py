@@ -189,7 +189,8 @@ def test_role_and_gateway_render_produce_identical_files(converged: Converge, tm
 def test_ollama_runs_on_loopback_with_the_context_config_yaml_plans_with(converged: Converge) -> None:
     override = (converged.root / "etc/systemd/system/ollama.service.d/override.conf").read_text()
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    local = {e["model_info"]["max_input_tokens"] for e in config["model_list"] if e["model_info"]["gateway_tier"] == "local"}
+    local = {e["model_info"]["max_input_tokens"] for e in config["model_list"]
+             if e["model_info"]["gateway_tier"] == "local" and e["model_info"].get("mode") != "embedding"}
     assert local == {8192}
     assert 'Environment="OLLAMA_CONTEXT_LENGTH=8192"' in override
     assert 'Environment="OLLAMA_HOST=127.0.0.1:11434"' in override
