@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from custom_router.policy import ModelEntry, Tier
+from custom_router.data import ModelEntry, Tier
 
 THINKING_PARAMS = ("think", "reasoning_effort")
 SCHEMA_INSTRUCTION = ("Answer with one JSON object only (json), no prose and no code fences. It must be valid against "

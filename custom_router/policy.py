@@ -23,210 +23,31 @@ truncated prompt.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterator
 
-
-class Tier(StrEnum):
-    LOCAL = "local"
-    CLOUD = "cloud"
-    AUTO = "auto"
-
-
-class Route(StrEnum):
-    LOCAL = "local"
-    CLOUD = "cloud"
-    NONE = "none"
-
-
-class Reason(StrEnum):
-    EXPLICIT = "explicit"
-    SIMPLE = "simple"
-    COMPLEXITY = "complexity"
-    CONTEXT_WINDOW = "context-window"
-    CLOUD_ONLY = "cloud-only"
-    CAPABILITY = "capability"
-    LOCAL_UNAVAILABLE = "local-unavailable"
-    CLOUD_UNAVAILABLE = "cloud-unavailable"
-    LOCAL_ERROR_FALLBACK = "local-error-fallback"
-    CLOUD_ERROR_FALLBACK = "cloud-error-fallback"
-    NO_BACKEND = "no-backend"
-    OUTPUT_LIMIT = "output-limit"
-    BUDGET = "budget"
-    LOCAL_ONLY = "local-only"
-    LOCAL_BUSY = "local-busy"
-    EMBEDDING = "embedding"
-
-
-# What a Route.NONE decision answers, by reason (the hook turns it into an OpenAI-shaped error).
-REFUSAL_STATUS = {Reason.CAPABILITY: 400, Reason.OUTPUT_LIMIT: 400, Reason.BUDGET: 429, Reason.LOCAL_ONLY: 503,
-                  Reason.NO_BACKEND: 503}
-CAPABILITIES = ("tools", "json_schema", "vision", "thinking")
-REQUEST_NEEDS = frozenset({"tools", "json_schema", "vision"})  # kinds a model must support to serve a request
-
-
-@dataclass(frozen=True, slots=True)
-class ModelEntry:
-    """One model group of config.yaml as the policy sees it."""
-
-    name: str
-    tier: Tier
-    backend_model: str = ""  # the Ollama tag for local models
-    context_window: int = 8192
-    fallback: str | None = None  # overrides the other tier's default
-    capabilities: frozenset[str] = frozenset(CAPABILITIES)
-    max_output_tokens: int | None = None
-    mode: str = "chat"  # LiteLLM's model_info.mode: "chat" or "embedding"
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    models: Mapping[str, ModelEntry]
-    local_default: str
-    cloud_default: str
-    complexity_threshold: int = 500
-    complexity_unit: str = "chars"  # or "tokens"
-    chars_per_token: float = 4.0
-    output_reserve_tokens: int = 256
-    cloud_only_kinds: frozenset[str] = frozenset()
-    bytes_per_token: float = 3.5  # context planning: UTF-8 bytes per token, on the safe side of real tokenizers
-    local_max_wait_seconds: float = 0.0  # spill `auto` to the cloud when the local wait is longer (0: never)
-    spill_named_local: bool = False  # spill requests that name a local model too
-
-
-@dataclass(frozen=True, slots=True)
-class BackendState:
-    """What the gateway currently believes about its backends (kept fresh by hooks.backends)."""
-
-    ollama_up: bool = True
-    installed: frozenset[str] = frozenset()
-    local_problem: str | None = None
-    cloud_ready: bool = True
-    cloud_problem: str | None = None
-    local_wait: Mapping[str, float] = field(default_factory=dict)  # expected seconds to first token, per local group
-
-    def local_ok(self, entry: ModelEntry) -> bool:
-        return self.ollama_up and normalize_tag(entry.backend_model) in self.installed
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    model: str
-    chars: int
-    messages: int
-    max_tokens: int | None = None
-    kinds: frozenset[str] = field(default_factory=frozenset)
-    prompt_bytes: int = 0  # UTF-8 bytes of all text the model reads: messages, tool schemas, schema
-    cloud_denied: Reason | None = None  # BUDGET or LOCAL_ONLY: the cloud may not serve this request
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    route: Route
-    model: str | None
-    reason: Reason
-    fallback: str | None = None
-    detail: str = ""
-    no_fallback: str = ""  # why the other tier cannot take over, when fallback is None for a reason of the request
-
-
-def normalize_tag(tag: str) -> str:
-    """Ollama treats `llama3.2` and `llama3.2:latest` as the same model."""
-    return tag if ":" in tag else f"{tag}:latest"
-
-
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
-
-
-def _text_length(content: object) -> tuple[int, int, bool]:
-    """Characters and UTF-8 bytes of text in a message's content, and whether it carries an image."""
-    if isinstance(content, str):
-        return len(content), _utf8_len(content), False
-    if not isinstance(content, list):
-        return 0, 0, False
-    chars, size, image = 0, 0, False
-    for part in content:
-        if isinstance(part, dict):
-            text = part.get("text")
-            if isinstance(text, str):
-                chars += len(text)
-                size += _utf8_len(text)
-            image = image or part.get("type") in ("image_url", "input_image", "image")
-    return chars, size, image
-
-
-def _json_size(value: object) -> int:
-    """Rough UTF-8 size of a JSON value (tool schemas, response schemas) without serializing it."""
-    if isinstance(value, str):
-        return _utf8_len(value) + 2
-    if isinstance(value, dict):
-        return sum(_json_size(k) + _json_size(v) + 2 for k, v in value.items()) + 2
-    if isinstance(value, list):
-        return sum(_json_size(v) + 1 for v in value) + 2
-    return 6
-
-
-def request_facts(body: Mapping[str, object]) -> RequestFacts:
-    """Measure a chat request: O(size of the messages), no tokenizer."""
-    messages = body.get("messages")
-    messages = messages if isinstance(messages, list) else []
-    chars, size, kinds = 0, 0, set()
-    for message in messages:
-        if isinstance(message, dict):
-            n, b, image = _text_length(message.get("content"))
-            chars += n
-            size += b
-            if image:
-                kinds.add("vision")
-    tools = body.get("tools") or body.get("functions")
-    if tools:
-        kinds.add("tools")
-        size += _json_size(tools)
-    response_format = body.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
-        kinds.add("json_schema")
-        size += _json_size(response_format.get("json_schema"))
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    return RequestFacts(
-        model=str(body.get("model", "")),
-        chars=chars,
-        messages=len(messages),
-        max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
-        kinds=frozenset(kinds),
-        prompt_bytes=size,
-    )
-
-
-def estimate_tokens(facts: RequestFacts, policy: Policy) -> int:
-    """Tokens for the complexity threshold (in tokens): the configured characters per token."""
-    return int(facts.chars / policy.chars_per_token) + 4 * facts.messages
-
-
-def prompt_tokens(facts: RequestFacts, policy: Policy) -> int:
-    """A conservative prompt size for context planning: system prompt, messages and schemas included."""
-    return int(max(facts.prompt_bytes, facts.chars) / policy.bytes_per_token) + 8 * facts.messages + 16
-
-
-def needed_context(facts: RequestFacts, policy: Policy) -> int:
-    """Prompt plus the room the answer needs: what `num_ctx` must hold."""
-    return prompt_tokens(facts, policy) + (facts.max_tokens or policy.output_reserve_tokens)
-
-
-def looks_truncated(facts: RequestFacts, evaluated: int, bytes_per_token_max: float = 6.0) -> bool:
-    """Ollama's prompt_eval_count far below the prompt sent: it cut the prompt (server/prompt.go drops old
-    messages, the runner trims the rest). No tokenizer in use averages more than ~6 UTF-8 bytes per
-    token over a prompt, so fewer tokens than bytes/6 means part of it was never read."""
-    return 0 < evaluated < max(facts.prompt_bytes, facts.chars) / bytes_per_token_max
-
-
-def fits(entry: ModelEntry, facts: RequestFacts, policy: Policy) -> bool:
-    return needed_context(facts, policy) <= entry.context_window
-
-
-def can_serve(entry: ModelEntry, facts: RequestFacts) -> bool:
-    return (facts.kinds & REQUEST_NEEDS) <= entry.capabilities
+from custom_router.data import (  # noqa: F401  (re-exported: the policy's vocabulary)
+    CAPABILITIES,
+    REFUSAL_STATUS,
+    REQUEST_NEEDS,
+    BackendState,
+    Decision,
+    ModelEntry,
+    Policy,
+    Reason,
+    RequestFacts,
+    Route,
+    Tier,
+    normalize_tag,
+)
+from custom_router.facts import (  # noqa: F401  (re-exported)
+    can_serve,
+    estimate_tokens,
+    fits,
+    looks_truncated,
+    needed_context,
+    prompt_tokens,
+    request_facts,
+)
 
 
 def complexity(facts: RequestFacts, policy: Policy, local: ModelEntry) -> tuple[Reason, str] | None:

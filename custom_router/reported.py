@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from custom_router.policy import ModelEntry
+from custom_router.data import ModelEntry
 
 # Ollama capability -> the gateway's name. json_schema is not an Ollama capability: `format` works for
 # every completion model.

@@ -1,0 +1,107 @@
+"""What a request is, measured without a tokenizer: pure functions, O(size of the request).
+
+`request_facts` reads a chat body once (characters, UTF-8 bytes of everything the model reads,
+the kinds it needs: tools, json_schema, vision); the estimates plan the context window
+conservatively (`prompt_tokens`, `needed_context`, `fits`) and recognize a prompt Ollama cut
+(`looks_truncated`).
+How it fails: it never raises; a malformed body measures as empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from custom_router.data import REQUEST_NEEDS, ModelEntry, Policy, RequestFacts
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
+def _text_length(content: object) -> tuple[int, int, bool]:
+    """Characters and UTF-8 bytes of text in a message's content, and whether it carries an image."""
+    if isinstance(content, str):
+        return len(content), _utf8_len(content), False
+    if not isinstance(content, list):
+        return 0, 0, False
+    chars, size, image = 0, 0, False
+    for part in content:
+        if isinstance(part, dict):
+            text = part.get("text")
+            if isinstance(text, str):
+                chars += len(text)
+                size += _utf8_len(text)
+            image = image or part.get("type") in ("image_url", "input_image", "image")
+    return chars, size, image
+
+
+def _json_size(value: object) -> int:
+    """Rough UTF-8 size of a JSON value (tool schemas, response schemas) without serializing it."""
+    if isinstance(value, str):
+        return _utf8_len(value) + 2
+    if isinstance(value, dict):
+        return sum(_json_size(k) + _json_size(v) + 2 for k, v in value.items()) + 2
+    if isinstance(value, list):
+        return sum(_json_size(v) + 1 for v in value) + 2
+    return 6
+
+
+def request_facts(body: Mapping[str, object]) -> RequestFacts:
+    """Measure a chat request: O(size of the messages), no tokenizer."""
+    messages = body.get("messages")
+    messages = messages if isinstance(messages, list) else []
+    chars, size, kinds = 0, 0, set()
+    for message in messages:
+        if isinstance(message, dict):
+            n, b, image = _text_length(message.get("content"))
+            chars += n
+            size += b
+            if image:
+                kinds.add("vision")
+    tools = body.get("tools") or body.get("functions")
+    if tools:
+        kinds.add("tools")
+        size += _json_size(tools)
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        kinds.add("json_schema")
+        size += _json_size(response_format.get("json_schema"))
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    return RequestFacts(
+        model=str(body.get("model", "")),
+        chars=chars,
+        messages=len(messages),
+        max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+        kinds=frozenset(kinds),
+        prompt_bytes=size,
+    )
+
+
+def estimate_tokens(facts: RequestFacts, policy: Policy) -> int:
+    """Tokens for the complexity threshold (in tokens): the configured characters per token."""
+    return int(facts.chars / policy.chars_per_token) + 4 * facts.messages
+
+
+def prompt_tokens(facts: RequestFacts, policy: Policy) -> int:
+    """A conservative prompt size for context planning: system prompt, messages and schemas included."""
+    return int(max(facts.prompt_bytes, facts.chars) / policy.bytes_per_token) + 8 * facts.messages + 16
+
+
+def needed_context(facts: RequestFacts, policy: Policy) -> int:
+    """Prompt plus the room the answer needs: what `num_ctx` must hold."""
+    return prompt_tokens(facts, policy) + (facts.max_tokens or policy.output_reserve_tokens)
+
+
+def looks_truncated(facts: RequestFacts, evaluated: int, bytes_per_token_max: float = 6.0) -> bool:
+    """Ollama's prompt_eval_count far below the prompt sent: it cut the prompt (server/prompt.go drops old
+    messages, the runner trims the rest). No tokenizer in use averages more than ~6 UTF-8 bytes per
+    token over a prompt, so fewer tokens than bytes/6 means part of it was never read."""
+    return 0 < evaluated < max(facts.prompt_bytes, facts.chars) / bytes_per_token_max
+
+
+def fits(entry: ModelEntry, facts: RequestFacts, policy: Policy) -> bool:
+    return needed_context(facts, policy) <= entry.context_window
+
+
+def can_serve(entry: ModelEntry, facts: RequestFacts) -> bool:
+    return (facts.kinds & REQUEST_NEEDS) <= entry.capabilities
