@@ -145,8 +145,8 @@ class RoutingHook(CustomLogger):
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
         """Shape the request for the model of this attempt (custom_router.params)."""
         try:
-            group = (kwargs.get("metadata") or {}).get("deployment_model_name") or (kwargs.get("metadata") or {}).get("model_group")
-            entry = get_runtime().policy.models.get(group or "")
+            metadata = kwargs.get("metadata") or {}
+            entry = get_runtime().policy.models.get(metadata.get("deployment_model_name") or metadata.get("model_group") or "")
             if entry is None:
                 return None
             change = adapt(entry, kwargs)

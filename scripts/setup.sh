@@ -4,13 +4,13 @@
 #   scripts/setup.sh          runtime: what `gateway serve` needs
 #   scripts/setup.sh --test   plus the test tooling (PostgreSQL for the ledger test, debootstrap
 #                             and systemd-analyze for the Ansible converge, wrk for the bench
-#                             smoke test, ansible, schemathesis)
+#                             smoke test, iproute2 (ss) for the nginx keep-alive test, ansible, schemathesis)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST=0; [ "${1:-}" = "--test" ] && TEST=1
 
 APT_PACKAGES=(python3 python3-venv redis-server nginx openssl curl)
-[ "$TEST" = 1 ] && APT_PACKAGES+=(postgresql debootstrap systemd zstd wrk)
+[ "$TEST" = 1 ] && APT_PACKAGES+=(postgresql debootstrap systemd zstd wrk iproute2)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
