@@ -24,7 +24,7 @@ from dataclasses import replace
 import httpx
 
 from custom_router.policy import BackendState, ModelEntry, normalize_tag
-from custom_router.reported import Reported, differences, parse_show
+from custom_router.reported import differences, parse_show
 
 log = logging.getLogger("gateway.backends")
 
@@ -34,7 +34,6 @@ class BackendMonitor:
                  local_models: Iterable[ModelEntry] = ()) -> None:
         self.ollama_url = ollama_url
         self.local_models = {normalize_tag(e.backend_model): e for e in local_models}
-        self.reported: dict[str, Reported] = {}  # Ollama tag -> what /api/show said
         self._shown: dict[str, str] = {}  # Ollama tag -> digest last compared
         self.interval = interval
         self.timeout = timeout
@@ -93,11 +92,11 @@ class BackendMonitor:
             try:
                 response = await client.post(f"{self.ollama_url}/api/show", json={"model": tag})
                 response.raise_for_status()
-                self.reported[tag] = parse_show(response.json())
+                reported = parse_show(response.json())
             except Exception as exc:  # informational only
                 log.warning("cannot read /api/show for %s (%s)", tag, _short(exc))
                 continue
-            for difference in differences(entry, self.reported[tag]):
+            for difference in differences(entry, reported):
                 log.warning("model check: %s", difference)
 
     def mark_local_down(self, problem: str) -> None:

@@ -62,8 +62,8 @@ def delta_text(chunk: object) -> str:
 class StreamGuard(CustomLogger):
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data):
         text: list[str] = []
+        model = request_data.get("model") if isinstance(request_data, dict) else None
         async for chunk in response:
-            model = request_data.get("model") if isinstance(request_data, dict) else None
             if finish_reason(chunk) and not upstream_finished(response):
                 log.warning("stream from %s ended without the backend's end marker", model)
                 raise StreamIncomplete(f"The backend ({model}) ended its stream without finishing it "
