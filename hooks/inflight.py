@@ -1,11 +1,13 @@
 """Load of the local tier: requests in flight to Ollama, and its measured speed per model.
 
 In flight: every request that may be served locally takes a lease before the routing policy
-decides (`reserve`), so the count it sees is exact and atomic across workers: with Redis
-(REDIS_URL) the leases are members of one sorted set per backend, scored by their expiry
-(Redis's own clock), taken and counted by one Lua script; without Redis they are a set in this
-process. The policy gets the count of the *other* leases, turned into an expected wait by
-custom_router.load; a request that is not routed locally gives its lease back at once
+decides (`reserve`), so what it sees is exact and atomic across workers: with Redis (REDIS_URL)
+the leases are members of one sorted set per backend, scored by their expiry (Redis's own
+clock), taken and read by one Lua script; without Redis they are a dict in this process. Each
+lease names when it was taken (Redis's clock, or this process's) and how long its answer should
+take (custom_router.load.answer_seconds), so the policy gets the other requests in flight as
+plain data (`Pending`: age and expected seconds), turned into an expected wait by
+custom_router.load. A request that is not routed locally gives its lease back at once
 (`settle`), a local one when its response is over (proxy_config.app). So two workers can
 never both see the last free slot; a spilled request holds a lease for the time of one
 decision, which errs on the side of spilling.
@@ -35,8 +37,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from custom_router.load import DEFAULT_ANSWER_TOKENS, DEFAULT_TOKENS_PER_SECOND, LocalLoad, expected_wait, moving_average, \
-    tokens_per_second
+from custom_router.load import LocalLoad, Pending, answer_seconds, expected_wait, moving_average, tokens_per_second
 from custom_router.policy import BackendState, Route, Tier
 from hooks.ratelimit import REDIS_DEADLINE, RETRY_INTERVAL, redis_client, redis_location
 
@@ -45,14 +46,17 @@ log = logging.getLogger("gateway.inflight")
 BACKEND = "ollama"  # one Ollama per gateway (OLLAMA_URL); its slots are shared by all local models
 LEASE_SECONDS = 60.0
 
-# KEYS[1] leases (sorted set, score = expiry ms); ARGV[1] member, ARGV[2] lease ms. Returns the count, this one included.
+# KEYS[1] leases (sorted set, score = expiry ms, member = "id|taken ms|expected seconds"); ARGV[1] id,
+# ARGV[2] lease ms, ARGV[3] expected seconds. Returns {now ms, this member, the other members}.
 ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local others = redis.call('ZRANGE', KEYS[1], 0, -1)
+local member = ARGV[1] .. '|' .. now .. '|' .. ARGV[3]
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), member)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return redis.call('ZCARD', KEYS[1])
+return {now, member, others}
 """
 # KEYS[1] leases; ARGV[1] lease ms, ARGV[2..] members held by this process: extend those still there.
 RENEW_LUA = """
@@ -67,8 +71,18 @@ return 0
 @dataclass
 class Lease:
     member: str
-    others: int  # leases held when this one was taken, this one not included
+    others: tuple[Pending, ...]  # the leases held when this one was taken, this one not included
     store: str  # "redis" or "memory": where to give it back
+
+
+def _pending(member: bytes | str, now_ms: int) -> Pending | None:
+    """A Redis lease member ("id|taken ms|expected seconds") as plain data; None if malformed."""
+    text = member.decode() if isinstance(member, bytes) else member
+    try:
+        _, taken, seconds = text.rsplit("|", 2)
+        return Pending((now_ms - int(taken)) / 1000, float(seconds))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -86,7 +100,7 @@ class Inflight:
         self.where = redis_location(redis_url) if redis_url else "this process"
         self.prefix = prefix
         self.lease_ms = int(lease_seconds * 1000)
-        self.memory: dict[str, set[str]] = {}
+        self.memory: dict[str, dict[str, tuple[float, float]]] = {}  # backend -> member -> (taken, seconds)
         self.held: dict[str, set[str]] = {}  # this process's Redis leases, for renewal
         self._clock = clock
         self._retry_at = 0.0
@@ -96,25 +110,30 @@ class Inflight:
             self._acquire = self.client.register_script(ACQUIRE_LUA)
             self._renew = self.client.register_script(RENEW_LUA)
 
-    async def acquire(self, backend: str, member: str) -> Lease:
+    async def acquire(self, backend: str, request_id: str, seconds: float = 0.0) -> Lease:
+        """Take a lease for a request expected to generate for `seconds`; see the others in flight."""
         if self.client is not None and self._clock() >= self._retry_at:
             try:
                 async with asyncio.timeout(REDIS_DEADLINE):
-                    count = int(await self._acquire(keys=[self.prefix + backend], args=[member, self.lease_ms]))
+                    now, member, others = await self._acquire(keys=[self.prefix + backend],
+                                                              args=[request_id, self.lease_ms, f"{seconds:.3f}"])
             except Exception as exc:  # never fail a request for Redis: count in memory
                 self._failed(exc)
             else:
                 self._recovered()
+                member = member.decode() if isinstance(member, bytes) else member
                 self.held.setdefault(backend, set()).add(member)
                 self._start_renewer()
-                return Lease(member, count - 1, "redis")
-        leases = self.memory.setdefault(backend, set())
-        leases.add(member)
-        return Lease(member, len(leases) - 1, "memory")
+                pending = tuple(p for p in (_pending(m, int(now)) for m in others) if p is not None)
+                return Lease(member, pending, "redis")
+        leases, now = self.memory.setdefault(backend, {}), self._clock()
+        others = tuple(Pending(now - taken, expected) for taken, expected in leases.values())
+        leases[request_id] = (now, seconds)
+        return Lease(request_id, others, "memory")
 
     async def release(self, backend: str, lease: Lease) -> None:
         if lease.store == "memory":
-            self.memory.get(backend, set()).discard(lease.member)
+            self.memory.get(backend, {}).pop(lease.member, None)
             return
         self.held.get(backend, set()).discard(lease.member)
         try:
@@ -158,10 +177,10 @@ class LocalLoadState:
     inflight: Inflight
     speeds: dict[str, Speed] = field(default_factory=dict)
 
-    def load_of(self, backend_model: str, others: int, slots: int) -> LocalLoad:
+    def answer_seconds(self, backend_model: str, max_tokens: int | None) -> float:
+        """How long an answer of this model should take, from what was measured (else the defaults)."""
         speed = self.speeds.get(backend_model) or Speed()
-        return LocalLoad(others, slots, speed.tokens_per_second or DEFAULT_TOKENS_PER_SECOND,
-                         speed.answer_tokens or DEFAULT_ANSWER_TOKENS)
+        return answer_seconds(max_tokens, speed.answer_tokens, speed.tokens_per_second)
 
     def record(self, backend_model: str, completion_tokens: int, rate: float | None) -> None:
         speed = self.speeds.setdefault(backend_model, Speed())
@@ -187,12 +206,12 @@ async def reserve(ctx, facts, runtime) -> BackendState:
         return state
     try:
         load = get_load()
-        ctx.local_lease = await load.inflight.acquire(BACKEND, ctx.request_id)
-        slots = runtime.settings.routing.local_slots
-        waits = {e.name: expected_wait(load.load_of(e.backend_model, ctx.local_lease.others, slots))
-                 for e in runtime.policy.models.values() if e.tier is Tier.LOCAL}
-        _publish(ctx.local_lease.others + 1, waits.get(runtime.policy.local_default))
-        return replace(state, local_wait=waits)
+        local = entry if entry.tier is Tier.LOCAL else runtime.policy.models.get(runtime.policy.local_default, entry)
+        seconds = load.answer_seconds(local.backend_model, facts.max_tokens)
+        ctx.local_lease = await load.inflight.acquire(BACKEND, ctx.request_id, seconds)
+        wait = expected_wait(LocalLoad(ctx.local_lease.others, runtime.settings.routing.local_slots))
+        _publish(len(ctx.local_lease.others) + 1, wait)
+        return replace(state, local_wait={e.name: wait for e in runtime.policy.models.values() if e.tier is Tier.LOCAL})
     except Exception:  # fail open: no load information
         log.exception("could not read the local load")
         return state

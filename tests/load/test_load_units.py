@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from custom_router.load import LocalLoad, expected_wait
+from custom_router.load import Pending
 from hooks.inflight import Inflight, LocalLoadState, answer_rate
 from hooks.ledger_store import COLUMNS
 from proxy_config.catalog import build_policy
@@ -19,16 +19,20 @@ from tests.observability.helpers import ledger_row
 from tests.redis_server import RedisServer
 
 
-def test_memory_leases_count_the_others_and_are_given_back():
+def test_memory_leases_show_the_others_with_their_age_and_are_given_back():
+    now = [100.0]
+
     async def scenario():
-        inflight = Inflight(None)
-        first = await inflight.acquire("ollama", "a")
-        second = await inflight.acquire("ollama", "b")
+        inflight = Inflight(None, clock=lambda: now[0])
+        first = await inflight.acquire("ollama", "a", 30.0)
+        now[0] += 4
+        second = await inflight.acquire("ollama", "b", 10.0)
         await inflight.release("ollama", first)
-        third = await inflight.acquire("ollama", "c")
+        now[0] += 1
+        third = await inflight.acquire("ollama", "c", 5.0)
         return first.others, second.others, third.others, first.store
 
-    assert asyncio.run(scenario()) == (0, 1, 1, "memory")
+    assert asyncio.run(scenario()) == ((), (Pending(4.0, 30.0),), (Pending(1.0, 10.0),), "memory")
 
 
 def test_redis_leases_are_shared_and_expire_when_their_holder_is_gone():
@@ -37,16 +41,19 @@ def test_redis_leases_are_shared_and_expire_when_their_holder_is_gone():
         async def scenario():
             crashed = Inflight(server.url, lease_seconds=0.5)  # a worker that dies holding a lease
             alive = Inflight(server.url, lease_seconds=0.5)
-            a = await crashed.acquire("ollama", "a")
+            a = await crashed.acquire("ollama", "a", 30.0)
             crashed._renewer.cancel()  # dies: no more renewals
-            b = await alive.acquire("ollama", "b")
+            b = await alive.acquire("ollama", "b", 12.5)
             await asyncio.sleep(1.0)  # a expires; b is renewed every third of its lease
-            c = await alive.acquire("ollama", "c")
+            c = await alive.acquire("ollama", "c", 3.0)
             await alive.release("ollama", b)
             await alive.release("ollama", c)
             return a.others, b.others, c.others, a.store
 
-        assert asyncio.run(scenario()) == (0, 1, 1, "redis")
+        a, b, c, store = asyncio.run(scenario())
+        assert (a, store) == ((), "redis")
+        assert [p.seconds for p in b] == [30.0] and 0 <= b[0].age < 0.5  # a, just taken, by Redis's clock
+        assert [p.seconds for p in c] == [12.5] and 0.9 <= c[0].age < 2.0  # only b is left, taken ~1 s before
         assert server.client().zcard("gateway:inflight:ollama") == 0
     finally:
         server.stop()
@@ -58,7 +65,7 @@ def test_redis_down_counts_in_memory():
         lease = await inflight.acquire("ollama", "a")
         return lease.store, lease.others
 
-    assert asyncio.run(scenario()) == ("memory", 0)
+    assert asyncio.run(scenario()) == ("memory", ())
 
 
 def test_answer_rate_from_the_raw_body_or_the_stream_timing():
@@ -73,8 +80,9 @@ def test_answer_rate_from_the_raw_body_or_the_stream_timing():
 def test_measured_speeds_feed_the_estimate():
     state = LocalLoadState(Inflight(None))
     state.record("qwen2.5:7b", 60, 20.0)
-    assert expected_wait(state.load_of("qwen2.5:7b", others=1, slots=1)) == pytest.approx(3.0)
-    assert state.load_of("other:7b", 0, 2) == LocalLoad(0, 2)  # nothing measured: the defaults
+    assert state.answer_seconds("qwen2.5:7b", None) == pytest.approx(3.0)  # 60 tokens at 20 tokens/s
+    assert state.answer_seconds("qwen2.5:7b", 20) == pytest.approx(1.0)  # max_tokens bounds the answer
+    assert state.answer_seconds("other:7b", None) == pytest.approx(300 / 12)  # nothing measured: the defaults
 
 
 def test_settings_reach_the_policy():
