@@ -117,8 +117,8 @@ def write_section(results_md: Path, text: str) -> None:
 
 def command(
     users: Annotated[list[int] | None, typer.Option(help="Team sizes (repeatable); default 1, 4, 8, 16.")] = None,
-    min_requests: Annotated[int, typer.Option(min=2, help="Requests per team size (at least 5 per user).")] = 20,
-    speedup: Annotated[float, typer.Option(min=1, help="Time compression (rates x speedup).")] = 20.0,
+    min_requests: Annotated[int, typer.Option(min=2, help="Requests per team size (at least 10 per user).")] = 20,
+    speedup: Annotated[float, typer.Option(min=1, help="Time compression (rates x speedup).")] = 5.0,
     max_wait: Annotated[float, typer.Option(min=0, help="The gateway's local_max_wait_seconds, real seconds.")] = 5.0,
     other_wait: Annotated[list[float] | None, typer.Option(help="Also run the gateway with this threshold (repeatable).")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Only these configurations (repeatable).")] = None,

@@ -150,6 +150,7 @@ class Stats:
         self.last_request_by_model: dict[str, Any] = {}
         self.last_options: dict[str, Any] = {}
         self.max_running = self.running           # peak since reset
+        self.max_queued = self.queued             # peak of requests waiting for a slot since reset
         self.cancelled = 0                        # requests whose client went away
         self.reloads = 0                          # Ollama: a model reloaded for another num_ctx
         self.images_ignored = 0                   # Ollama: requests with images a text model dropped
@@ -166,7 +167,7 @@ class Stats:
                 "last_chat_request": self.last_chat_request,
                 "last_request_by_model": self.last_request_by_model,
                 "last_options": self.last_options, "running": self.running,
-                "queued": self.queued, "max_running": self.max_running,
+                "queued": self.queued, "max_running": self.max_running, "max_queued": self.max_queued,
                 "cancelled": self.cancelled, "reloads": self.reloads,
                 "images_ignored": self.images_ignored}
 

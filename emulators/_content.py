@@ -7,7 +7,11 @@ Owns the numbers gateway tests assert against:
   are sent.  A gateway that estimates with the same rule (or with more tokens)
   never under-counts what the emulators evaluate.
 - completion tokens: whitespace-separated words of the generated text;
-- `make_reply`: "Hello from MODEL." plus n x " word";
+- `make_reply`: "Hello from MODEL." plus n filler words, " word" except every
+  `VARY_EVERY`th, which is " more": no answer repeats one chunk 100 times in a row.
+  LiteLLM aborts a stream that does (REPEATED_STREAMING_CHUNK_LIMIT = 100 in
+  litellm/constants.py, its guard against a looping model), and a real answer
+  of a few hundred tokens does not;
 - `instance_of(schema)`: a minimal JSON value that validates against a JSON
   schema (objects with every listed property, strings, numbers, integers,
   booleans, enums/const, arrays, anyOf/oneOf/allOf, local `$ref`s).
@@ -31,6 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_WORDS = 8
+VARY_EVERY = 50  # every 50th filler word differs (see the module docstring)
 REASONING_TEXT = "Let me think step by step."
 
 
@@ -67,7 +72,7 @@ def count_words(text: str) -> int:
 
 def make_reply(model: str, max_tokens: Any = None,
                words: int = DEFAULT_WORDS) -> tuple[str, str]:
-    """Return (reply, finish_reason): "Hello from MODEL." plus n x " word".
+    """Return (reply, finish_reason): "Hello from MODEL." plus n filler words.
 
     n is max_tokens when it is an int in [0, words), finish "length";
     otherwise n = words and finish "stop".
@@ -75,7 +80,8 @@ def make_reply(model: str, max_tokens: Any = None,
     capped = (isinstance(max_tokens, int) and not isinstance(max_tokens, bool)
               and 0 <= max_tokens < words)
     n = max_tokens if capped else words
-    return f"Hello from {model}." + " word" * n, "length" if capped else "stop"
+    filler = "".join(" more" if i % VARY_EVERY == VARY_EVERY - 1 else " word" for i in range(n))
+    return f"Hello from {model}." + filler, "length" if capped else "stop"
 
 
 def split_chunks(text: str) -> list[str]:

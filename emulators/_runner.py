@@ -80,6 +80,7 @@ class Slots:
         future = asyncio.get_running_loop().create_future()
         self.waiters.append(future)
         self.stats.queued = len(self.waiters)
+        self.stats.max_queued = max(self.stats.max_queued, self.stats.queued)
         try:
             await future
         except asyncio.CancelledError:

@@ -101,7 +101,7 @@ async def chat_completions(request: Request) -> Response:
     early = await early_fault(request, fault, http_faults(presented_key(request)))
     if early is not None:
         return early
-    result = generate(body, state.config.follow_schema)
+    result = generate(body, state.config.follow_schema, state.config.words())
     if body.get("stream", False):
         options = body.get("stream_options") or {}
         plan = stream_plan(result, bool(isinstance(options, dict)
@@ -152,11 +152,14 @@ def main(argv: list[str] | None = None) -> None:
                              "schema in the prompt")
     parser.add_argument("--max-n", type=int, default=1,
                         help="/_emulator/config max_n: the largest n (DeepSeek: 1)")
+    parser.add_argument("--reply-tokens", type=int, default=None,
+                        help="/_emulator/config reply_tokens: tokens in a plain answer (default 11)")
     args = parser.parse_args(argv)
     try:
         app = create_app(args.api_key, fault=fault_from_args(args), chunk_delay=args.delay,
                          config={"json_schema_status": args.json_schema_status,
-                                 "follow_schema": not args.ignore_schema, "max_n": args.max_n})
+                                 "follow_schema": not args.ignore_schema, "max_n": args.max_n,
+                                 "reply_tokens": args.reply_tokens})
     except ValueError as exc:
         parser.error(str(exc))
     run_cli(app, args.host, args.port)

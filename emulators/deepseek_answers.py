@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emulators._common import (
-    COMMON_FAULTS, REASONING_TEXT, count_prompt_tokens, count_words, make_reply, message_text,
+    COMMON_FAULTS, DEFAULT_WORDS, REASONING_TEXT, count_prompt_tokens, count_words, make_reply, message_text,
     split_chunks,
 )
 from emulators._content import instance_of
@@ -48,8 +48,14 @@ class DeepSeekConfig:
     json_schema_status: int = 400      # 422: releases before 2025 rejected json_schema so
     follow_schema: bool = True         # json_object: answer an instance of a schema in the prompt
     max_n: int = 1                     # DeepSeek serves one choice; raise it to get n choices
+    reply_tokens: int | None = None    # words in a plain answer; None = 3 + DEFAULT_WORDS
+
+    def words(self) -> int:
+        return DEFAULT_WORDS if self.reply_tokens is None else self.reply_tokens - 3
 
     def validate(self) -> None:
+        if self.reply_tokens is not None and self.reply_tokens < 3:
+            raise ValueError("reply_tokens must be >= 3 (\"Hello from MODEL.\") or null")
         if self.json_schema_status not in (400, 422):
             raise ValueError("json_schema_status must be 400 or 422")
         if not 1 <= self.max_n <= 16:
@@ -193,11 +199,11 @@ def json_content(model: str, messages: list[dict], follow_schema: bool) -> str:
     return json.dumps(instance_of(schema) if schema else {"reply": f"Hello from {model}."})
 
 
-def generate(body: dict, follow_schema: bool = True) -> dict:
+def generate(body: dict, follow_schema: bool = True, words: int = DEFAULT_WORDS) -> dict:
     """Deterministic answer: content, reasoning, tool calls, finish_reason and usage."""
     model, messages, tools = body["model"], body["messages"], body.get("tools")
     fmt = body.get("response_format")
-    content, finish = make_reply(model, max_tokens_of(body))
+    content, finish = make_reply(model, max_tokens_of(body), words)
     tool_calls: list[dict] = []
     if tools and isinstance(tools, list) and messages[-1].get("role") == "user":
         tool_calls, content, finish = tool_calls_for(tools), "", "tool_calls"

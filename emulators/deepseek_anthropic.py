@@ -164,7 +164,7 @@ async def messages(request: Request) -> Response:
     early = await early_fault(request, fault, errors)
     if early is not None:
         return early
-    result = generate(to_openai(body, model), state.config.follow_schema)
+    result = generate(to_openai(body, model), state.config.follow_schema, state.config.words())
     blocks = blocks_of(result)
     if body.get("stream"):
         return StreamingResponse(run_stream(request, stream_plan(result, blocks), fault,

@@ -227,14 +227,18 @@ def test_anthropic_messages_tool_use_and_stream_events(client):
 
 def test_cli_flags_set_the_switches():
     proc = subprocess.Popen([sys.executable, "-m", "emulators.deepseek", "--port", "0",
-                             "--json-schema-status", "422", "--ignore-schema", "--max-n", "2"],
+                             "--json-schema-status", "422", "--ignore-schema", "--max-n", "2",
+                             "--reply-tokens", "103"],
                             cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("ready http://127.0.0.1:")
         config = httpx.get(line.split()[1] + "/_emulator/config", timeout=5).json()["config"]
-        assert config == {"json_schema_status": 422, "follow_schema": False, "max_n": 2}
+        assert config == {"json_schema_status": 422, "follow_schema": False, "max_n": 2, "reply_tokens": 103}
+        body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}
+        reply = httpx.post(line.split()[1] + "/chat/completions", json=body, timeout=5).json()
+        assert reply["usage"]["completion_tokens"] == 103
     finally:
         proc.terminate()
         proc.wait(10)
