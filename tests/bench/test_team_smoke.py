@@ -56,3 +56,16 @@ def test_full_team_benchmark():
     results = team.run()
     assert {r["users"] for r in results["rows"]} == set(team.USERS)
     assert all(r["errors"] == 0 for r in results["rows"])
+
+
+def test_the_queueing_model_spills_only_under_load_and_bounds_the_local_share():
+    from bench import team_model
+
+    simple = sum(not a.complex for a in team.arrivals(8, 80, 1)) / 80
+    first = team_model.simulate(8, 80, 1, None)  # local-first: every simple request local
+    assert first.local_share == simple
+    fast = team_model.simulate(8, 80, 1, 5.0, tps=1000.0)  # answers in well under a second: never busy
+    assert fast.local_share == simple and fast.ttft_p95 == team_model.CLOUD_TTFT  # the slowest are the cloud's
+    slow = team_model.simulate(8, 80, 1, 5.0)  # 12 tokens/s: busy, so some simple requests spill
+    assert slow.local_share < simple and slow.cost_share > first.cost_share
+    assert team_model.slots_per_minute(12.0) == pytest.approx(2 * 60 / (0.2 + 275 / 12))
