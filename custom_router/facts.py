@@ -1,7 +1,10 @@
 """What a request is, measured without a tokenizer: pure functions, O(size of the request).
 
-`request_facts` reads a chat body once (characters, UTF-8 bytes of everything the model reads,
-the kinds it needs: tools, json_schema, vision); the estimates plan the context window
+`request_facts` reads a body once (characters, UTF-8 bytes of everything the model reads,
+the kinds it needs: tools, json_schema, vision), whichever endpoint it came to: chat's
+`messages`, the Responses API's `instructions` + `input` (a string, or items: messages, function
+calls and their outputs; `text.format` json_schema; `max_output_tokens`), or the legacy
+completions `prompt` (a string or a list of them). The estimates plan the context window
 conservatively (`prompt_tokens`, `needed_context`, `fits`) and recognize a prompt Ollama cut
 (`looks_truncated`).
 How it fails: it never raises; a malformed body measures as empty.
@@ -46,10 +49,52 @@ def _json_size(value: object) -> int:
     return 6
 
 
-def request_facts(body: Mapping[str, object]) -> RequestFacts:
-    """Measure a chat request: O(size of the messages), no tokenizer."""
+def _item_text(item: dict) -> object:
+    """The text a Responses API input item puts before the model: a message's content, a function
+    call's arguments, a tool's output."""
+    if "content" in item:
+        return item.get("content")
+    parts = [item.get(k) for k in ("name", "arguments", "output") if isinstance(item.get(k), str)]
+    return " ".join(parts)
+
+
+def conversation(body: Mapping[str, object]) -> list:
+    """The request as chat-like messages, for measuring only: `messages` (chat), else `instructions`
+    + `input` (Responses API), else `prompt` (legacy completions; token-id prompts measure as empty)."""
     messages = body.get("messages")
-    messages = messages if isinstance(messages, list) else []
+    if isinstance(messages, list):
+        return messages
+    out: list = []
+    if isinstance(body.get("instructions"), str):
+        out.append({"role": "system", "content": body["instructions"]})
+    items = body.get("input")
+    if isinstance(items, str):
+        out.append({"role": "user", "content": items})
+    elif isinstance(items, list):
+        out += [{"content": _item_text(item)} for item in items if isinstance(item, dict)]
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        out.append({"role": "user", "content": prompt})
+    elif isinstance(prompt, list):
+        out += [{"role": "user", "content": p} for p in prompt if isinstance(p, str)]
+    return out
+
+
+def _schema_of(body: Mapping[str, object]) -> object:
+    """The JSON schema a request asks the reply to match (chat's response_format, Responses' text.format), or None."""
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        return response_format.get("json_schema") or {}
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return fmt.get("schema") or {}
+    return None
+
+
+def request_facts(body: Mapping[str, object]) -> RequestFacts:
+    """Measure a chat, Responses or completions request: O(size of the request), no tokenizer."""
+    messages = conversation(body)
     chars, size, kinds = 0, 0, set()
     for message in messages:
         if isinstance(message, dict):
@@ -62,11 +107,11 @@ def request_facts(body: Mapping[str, object]) -> RequestFacts:
     if tools:
         kinds.add("tools")
         size += _json_size(tools)
-    response_format = body.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+    schema = _schema_of(body)
+    if schema is not None:
         kinds.add("json_schema")
-        size += _json_size(response_format.get("json_schema"))
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        size += _json_size(schema)
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     return RequestFacts(
         model=str(body.get("model", "")),
         chars=chars,

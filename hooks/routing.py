@@ -43,12 +43,17 @@ from custom_router.policy import (
 )
 from hooks import context, inflight
 from hooks.cost_rules import reset_text
+from hooks.responses import RESPONSES_CALL_TYPES
 from hooks.runtime import deployment_of, get_runtime
 
 log = logging.getLogger("gateway.routing")
 
 EMBEDDING_CALL_TYPES = frozenset({"aembedding", "embeddings"})
-ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"}) | EMBEDDING_CALL_TYPES
+CHAT_CALL_TYPES = frozenset({"acompletion", "completion"})
+TEXT_COMPLETION_CALL_TYPES = frozenset({"atext_completion", "text_completion"})  # legacy /v1/completions
+# Chat, Responses and completions bodies are all measured by custom_router.facts.request_facts.
+ROUTED_CALL_TYPES = CHAT_CALL_TYPES | TEXT_COMPLETION_CALL_TYPES | RESPONSES_CALL_TYPES | EMBEDDING_CALL_TYPES
+CACHED_CALL_TYPES = CHAT_CALL_TYPES | EMBEDDING_CALL_TYPES  # replies hooks.cache may replay
 FALLBACK_FAILED = "also failed: "  # LiteLLM router's wording when the fallback group failed too
 OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # LiteLLM's wording for Ollama's error line
 RAW_MODEL_NAME_KEY = "_complexity_router_return_raw_model_name"  # LiteLLM: keep the served model's name
@@ -113,6 +118,12 @@ def is_ollama_error_line(exc: BaseException) -> bool:
     return getattr(exc, "status_code", None) == 400 and OLLAMA_ERROR_LINE in str(getattr(exc, "message", None) or exc)
 
 
+def metadata_key(data: dict) -> str:
+    """Where LiteLLM keeps its own metadata for this endpoint: `litellm_metadata` on the Responses API
+    (and the other LITELLM_METADATA_ROUTES), whose `metadata` is the client's and goes to the provider."""
+    return "litellm_metadata" if isinstance(data.get("litellm_metadata"), dict) else "metadata"
+
+
 class RoutingHook(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         if call_type not in ROUTED_CALL_TYPES:
@@ -136,7 +147,7 @@ class RoutingHook(CustomLogger):
             raise refusal(decision)
         data["model"] = decision.model
         data["fallbacks"] = [decision.fallback] if decision.fallback else []
-        metadata = data.setdefault("metadata", {})
+        metadata = data.setdefault(metadata_key(data), {})
         metadata.update(
             {RAW_MODEL_NAME_KEY: True, "gateway_route": decision.route.value, "gateway_reason": decision.reason.value}
         )
@@ -145,7 +156,7 @@ class RoutingHook(CustomLogger):
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
         """Shape the request for the model of this attempt (custom_router.params)."""
         try:
-            metadata = kwargs.get("metadata") or {}
+            metadata = kwargs.get("litellm_metadata") or kwargs.get("metadata") or {}
             entry = get_runtime().policy.models.get(metadata.get("deployment_model_name") or metadata.get("model_group") or "")
             if entry is None:
                 return None

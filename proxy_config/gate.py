@@ -69,6 +69,8 @@ SERVED = frozenset({
     "/completions", "/v1/completions", "/engines/{model}/completions", "/openai/deployments/{model}/completions",
     "/embeddings", "/v1/embeddings", "/engines/{model}/embeddings", "/openai/deployments/{model}/embeddings",
     "/responses", "/v1/responses", "/models", "/v1/models",
+    "/responses/{response_id}", "/v1/responses/{response_id}", "/responses/{response_id}/input_items",
+    "/v1/responses/{response_id}/input_items",  # answered from the gateway's store (proxy_config.stored_responses)
 })
 NOT_SERVED_EXTRA = (
     "/register", "/{name}/register", "/api/event_logging/*", "/sso/*", "/fallback/login", "/config/yaml", "/test",
