@@ -440,6 +440,7 @@ def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str
         "free-deployment-cost": zero_cost_for_free_deployments,
         "bridge-check": cache_bridge_check,
         "inline-thinking": litellm_fixes.split_inline_thinking,  # a correction, not speed (proxy_config.litellm_fixes)
+        "completion-text": litellm_fixes.text_never_null,  # a correction too: completions streams end with a text
     }
     applied = []
     for name, shim in shims.items():
