@@ -1,6 +1,7 @@
 """LiteLLM callback that applies the routing policy (config.yaml: `hooks.routing.instance`).
 
-- pre-call: decide local/cloud with custom_router.decide, rewrite `data["model"]`, and set the
+- pre-call (chat, the Responses API, legacy completions, embeddings: ROUTED_CALL_TYPES): decide
+  local/cloud with custom_router.decide, rewrite `data["model"]`, and set the
   per-request `fallbacks` to the other tier so LiteLLM's router retries there on failure
   (including a stream that fails before its first token); a refusal (a capability no model has,
   max_tokens over a named model's limit, a used-up budget, nothing available) becomes an
