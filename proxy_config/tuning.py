@@ -418,7 +418,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
          "deployment-usage", "proxy-hooks", "deployment-objects", "free-deployment-cost", "bridge-check",
-         "inline-thinking", "litellm-info-logs", "inline-completion")
+         "inline-thinking", "completion-text", "litellm-info-logs", "inline-completion")
 # LiteLLM keys need these, or the admin UI can edit deployments (and their prices) in place
 DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks", "deployment-objects",
                          "free-deployment-cost"})
