@@ -1,8 +1,9 @@
 """Stateful Responses API (`/v1/responses`) on both tiers (config.yaml: `hooks.responses.instance`,
-listed before hooks.routing).
+listed last: its stream hook must not stand between hooks.streams and LiteLLM's stream).
 
-- pre-call: a request with `previous_response_id` gets the whole conversation: the stored
-  conversation of that response (its input items, earlier turns included) and its output items
+- before routing (`continue_conversation`, called by hooks.routing's pre-call hook, so the policy
+  measures the whole conversation): a request with `previous_response_id` gets the whole
+  conversation: the stored conversation of that response (its input items, earlier turns included) and its output items
   go before the new input, and `previous_response_id` is taken off the request. The routing hook
   then measures and routes the whole conversation, so a conversation may switch tiers between
   turns (a short turn local, a long one to the cloud) and every turn reads all earlier ones.
@@ -106,23 +107,25 @@ def _as_dict(response: object) -> dict | None:
     return dump(mode="json", exclude_none=False) if dump is not None else None
 
 
+async def continue_conversation(data: dict) -> None:
+    """Before routing (hooks.routing calls it for every Responses API request): expand a
+    `previous_response_id` into the whole conversation, and note the turn for storing its response."""
+    previous = data.pop("previous_response_id", None)
+    if previous:
+        try:
+            stored = await get_store().get(owner(), str(previous))
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from None
+        if stored is None:
+            raise not_found(str(previous), "previous_response_id")
+        data["input"] = [*stored.conversation, *replayable(stored.body.get("output")), *as_items(data.get("input"))]
+    ctx = context.current.get()
+    if ctx is not None:
+        ctx.turn = Turn(as_items(data.get("input")), str(previous) if previous else None, data.get("store") is not False)
+
+
 class ResponsesHook(CustomLogger):
-    async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
-        if call_type not in RESPONSES_CALL_TYPES:
-            return data
-        previous = data.pop("previous_response_id", None)
-        if previous:
-            try:
-                stored = await get_store().get(owner(), str(previous))
-            except StoreUnavailable as exc:
-                raise unavailable(exc) from None
-            if stored is None:
-                raise not_found(str(previous), "previous_response_id")
-            data["input"] = [*stored.conversation, *replayable(stored.body.get("output")), *as_items(data.get("input"))]
-        ctx = context.current.get()
-        if ctx is not None:
-            ctx.turn = Turn(as_items(data.get("input")), str(previous) if previous else None, data.get("store") is not False)
-        return data
+    """Stores each response; listed after hooks.streams, whose stream check needs LiteLLM's own stream."""
 
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):
         if getattr(response, "object", None) == "response":

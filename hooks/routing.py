@@ -44,7 +44,7 @@ from custom_router.policy import (
 )
 from hooks import context, inflight
 from hooks.cost_rules import reset_text
-from hooks.responses import RESPONSES_CALL_TYPES
+from hooks.responses import RESPONSES_CALL_TYPES, continue_conversation
 from hooks.runtime import deployment_of, get_runtime
 
 log = logging.getLogger("gateway.routing")
@@ -129,6 +129,8 @@ class RoutingHook(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         if call_type not in ROUTED_CALL_TYPES:
             return data
+        if call_type in RESPONSES_CALL_TYPES:
+            await continue_conversation(data)  # previous_response_id: route the whole conversation
         runtime = get_runtime()
         ctx = context.current.get()
         if call_type in EMBEDDING_CALL_TYPES:
