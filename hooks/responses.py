@@ -43,7 +43,9 @@ from hooks.response_store import ResponseStore, StoreUnavailable
 log = logging.getLogger("gateway.responses")
 
 RESPONSES_CALL_TYPES = frozenset({"aresponses", "responses"})
-REPLAYED_OUTPUT = frozenset({"message", "function_call"})  # output items a later turn reads (reasoning is not replayed)
+# Output items a later turn reads. Reasoning is not replayed: DeepSeek answers 400 when an earlier
+# turn's reasoning_content comes back in the messages (DeepSeek docs, "Reasoning Model").
+REPLAYED_OUTPUT = frozenset({"message", "function_call"})
 
 
 def owner() -> str | None:
