@@ -111,12 +111,14 @@ def request_facts(body: Mapping[str, object]) -> RequestFacts:
     if schema is not None:
         kinds.add("json_schema")
         size += _json_size(schema)
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    param = next((name for name in ("max_completion_tokens", "max_tokens", "max_output_tokens") if body.get(name)), "max_tokens")
+    max_tokens = body.get(param)
     return RequestFacts(
         model=str(body.get("model", "")),
         chars=chars,
         messages=len(messages),
         max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+        max_tokens_param=param,
         kinds=frozenset(kinds),
         prompt_bytes=size,
     )

@@ -63,14 +63,14 @@ REFUSAL_CODES = {Reason.CAPABILITY: "model_not_capable", Reason.OUTPUT_LIMIT: "m
                  Reason.NO_BACKEND: "no_backend_available"}
 
 
-def refusal(decision: Decision) -> ProxyException:
+def refusal(decision: Decision, max_tokens_param: str = "max_tokens") -> ProxyException:
     """A Route.NONE decision as the error the client gets (proxy_config.errors moves `type` to `code`)."""
     status = REFUSAL_STATUS.get(decision.reason, 503)
     prefix = "No backend can serve this request. " if status == 503 else ""
     suffix = f" The budget resets on {reset_text(time.time())}." if decision.reason is Reason.BUDGET else ""
     detail = decision.detail if decision.detail.endswith(".") or not suffix else f"{decision.detail}."
     return ProxyException(message=f"{prefix}{detail}{suffix}", type=REFUSAL_CODES.get(decision.reason, "error"),
-                          param="max_tokens" if decision.reason is Reason.OUTPUT_LIMIT else None, code=status)
+                          param=max_tokens_param if decision.reason is Reason.OUTPUT_LIMIT else None, code=status)
 
 
 def schema_error(model: str, why: str) -> str:
@@ -147,7 +147,7 @@ class RoutingHook(CustomLogger):
         if ctx is not None:
             ctx.decision = decision
         if decision.route is Route.NONE:
-            raise refusal(decision)
+            raise refusal(decision, "max_tokens" if call_type in EMBEDDING_CALL_TYPES else facts.max_tokens_param)
         data["model"] = decision.model
         data["fallbacks"] = [decision.fallback] if decision.fallback else []
         metadata = data.setdefault(metadata_key(data), {})

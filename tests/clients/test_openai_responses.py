@@ -102,3 +102,11 @@ def test_store_false_is_not_stored_and_delete_removes_a_response(clients_gateway
     client.responses.delete(kept.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(kept.id)
+
+
+def test_max_output_tokens_over_a_named_cloud_models_limit_is_a_400_naming_that_field(clients_gateway, deepseek):
+    with pytest.raises(openai.BadRequestError) as caught:
+        clients_gateway.client(CLIENT_KEY).responses.create(model="deepseek-chat", input="Hi", max_output_tokens=10000)
+    assert caught.value.body["code"] == "max_tokens_too_large" and caught.value.body["param"] == "max_output_tokens"
+    assert "max_output_tokens <= 8192" in caught.value.body["message"]
+    assert deepseek.chats() == 0

@@ -93,3 +93,10 @@ def test_a_string_input_and_a_completions_prompt_measure_like_one_user_message()
     facts = request_facts({"model": "auto", "prompt": "é" * 10, "max_tokens": 5})
     assert (facts.chars, facts.prompt_bytes, facts.max_tokens, facts.messages) == (10, 20, 5, 1)
     assert request_facts({"model": "auto", "prompt": [1, 2, 3]}).chars == 0  # token ids: measured as empty
+
+
+def test_the_field_that_set_the_output_limit_is_named():
+    assert request_facts({"input": "a", "max_output_tokens": 9}).max_tokens_param == "max_output_tokens"
+    assert request_facts({"messages": [], "max_completion_tokens": 9, "max_tokens": 3}).max_tokens_param == \
+        "max_completion_tokens"
+    assert request_facts({"prompt": "a"}).max_tokens_param == "max_tokens"
