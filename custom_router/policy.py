@@ -199,3 +199,10 @@ def decide_embedding(model: str, policy: Policy, state: BackendState) -> Decisio
     local_cause = state.local_problem or f"model {entry.name} is not installed in Ollama (gateway models pull {entry.backend_model})"
     return Decision(Route.NONE, None, Reason.NO_BACKEND, None,
                     f"local tier: {local_cause}; cloud tier: DeepSeek has no embeddings API, so there is no fallback")
+
+
+def fallback_tiers(route: str, reason: str) -> tuple[str, str]:
+    """(from, to) tier of a fallback: the planned tier is in the reason (`local-error-fallback`) when the
+    other tier served, else (both failed) it is still the route."""
+    planned = reason.removesuffix("-error-fallback") if reason.endswith("-error-fallback") else route
+    return planned, "local" if planned == "cloud" else "cloud"

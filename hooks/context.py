@@ -12,9 +12,11 @@ import time
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from custom_router.policy import Decision, Reason
-from hooks.ratelimit import Verdict
+if TYPE_CHECKING:  # only a type: the limiter is not imported with the request state
+    from hooks.ratelimit import Verdict
 
 
 @dataclass

@@ -66,13 +66,6 @@ class Record:
 assert tuple(f.name for f in fields(Record)) == COLUMNS, "hooks.ledger_store.COLUMNS must match Record"
 
 
-def fallback_tiers(route: str, reason: str) -> tuple[str, str]:
-    """(from, to) tier of a fallback: the planned tier is in the reason (`local-error-fallback`) when the
-    other tier served, else (both failed) it is still the route."""
-    planned = reason.removesuffix("-error-fallback") if reason.endswith("-error-fallback") else route
-    return planned, "local" if planned == "cloud" else "cloud"
-
-
 @dataclass(frozen=True)
 class Price:
     tier: str

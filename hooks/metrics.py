@@ -16,7 +16,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
-from hooks.ledger import fallback_tiers
+from custom_router.policy import fallback_tiers
 
 log = logging.getLogger("gateway.metrics")
 

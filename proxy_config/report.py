@@ -25,8 +25,8 @@ from typing import Annotated
 
 import typer
 
+from custom_router.policy import fallback_tiers
 from hooks.cost_rules import cloud_spend_by_key, month_start_ts
-from hooks.ledger import fallback_tiers
 
 UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -16,7 +16,8 @@ from custom_router.policy import Decision, Reason, Route
 from hooks import context
 from hooks.backends import health_report
 from hooks.context import RequestContext, Usage
-from hooks.ledger import Price, Prices, ResponseFacts, build_record, fallback_tiers, wait_for_usage
+from custom_router.policy import fallback_tiers
+from hooks.ledger import Price, Prices, ResponseFacts, build_record, wait_for_usage
 from hooks.ledger_store import COLUMNS, LedgerWriter, SqliteStore
 from proxy_config.logs import JsonLineFormatter, Redactor, RequestIdFilter, uvicorn_log_config
 from proxy_config.report import parse_since, render_csv, summarize
