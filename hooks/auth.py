@@ -6,10 +6,10 @@ Who may call what:
 - the master key (LITELLM_MASTER_KEY): every route, as LiteLLM's proxy admin, not rate-limited;
 - a client key (proxy_config.keys): the OpenAI API routes only (/v1/... and the same routes
   without /v1), each request counted by hooks.ratelimit against the key's limits;
-- no key: LiteLLM's public routes only (proxy_config.gate closes most of them before LiteLLM).
+- no key: LiteLLM's public routes only (gateway.gate closes most of them before LiteLLM).
 The key is read once, by LiteLLM's own header precedence (`presented_key`: x-litellm-api-key,
 Authorization: Bearer, api-key, x-api-key, x-goog-api-key, Ocp-Apim-Subscription-Key), or from
-`?api_key=` when ALLOW_QUERY_API_KEY is on (proxy_config.gate cuts it from the URL uvicorn's
+`?api_key=` when ALLOW_QUERY_API_KEY is on (gateway.gate cuts it from the URL uvicorn's
 access log prints and keeps it on the request context). `identify` turns it into the request's
 one `Identity`; the gate uses it before the body is read, and `user_api_key_auth` checks that
 LiteLLM authenticated the same key, then records it (`ctx.key_hash`) for the ledger and metrics.
@@ -17,7 +17,7 @@ LiteLLM authenticated the same key, then records it (`ctx.key_hash`) for the led
 Rejections raise LiteLLM's ProxyException, which it renders as an OpenAI-shaped body: 401 for
 a missing or unknown key, 403 for a client key on an admin route, 429 over a limit, with
 Retry-After and x-ratelimit-* headers. The verdict also goes on the request context, so
-proxy_config.app stamps the x-ratelimit-* headers on every response of a client key.
+gateway.app stamps the x-ratelimit-* headers on every response of a client key.
 LiteLLM only ever sees a key's sha256, and logs name keys by `sha256:` prefix only.
 The token meter fails open: an error there is logged and never affects a response.
 """
@@ -70,7 +70,7 @@ def key_table() -> KeyTable:
 
 
 def _auth_error(status: int, code: str, message: str) -> ProxyException:
-    # LiteLLM renders `type`; proxy_config.errors moves it to `code` and sets the type from the status.
+    # LiteLLM renders `type`; gateway.errors moves it to `code` and sets the type from the status.
     return ProxyException(message=message, type=code, param="api_key", code=status)
 
 
@@ -193,7 +193,7 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     ctx = context.current.get()
     if route in LiteLLMRoutes.public_routes.value:
         return UserAPIKeyAuth(user_role=LitellmUserRoles.INTERNAL_USER_VIEW_ONLY)
-    # proxy_config.gate moved ?api_key= onto the context; LiteLLM's own parse gave `api_key`.
+    # gateway.gate moved ?api_key= onto the context; LiteLLM's own parse gave `api_key`.
     presented = api_key or (ctx.presented_key if ctx is not None and settings.allow_query_api_key else None)
     if ctx is not None and ctx.presented_key is not None and presented != ctx.presented_key:
         presented = None  # the gate and LiteLLM disagree on the key: trust neither

@@ -42,7 +42,7 @@ FINISHED = frozenset({"stop", "length", "tool_calls", "function_call", "content_
 
 
 def client_headers(scope) -> dict[str, str]:
-    """The request's cache headers (proxy_config.app keeps them on the request context)."""
+    """The request's cache headers (gateway.app keeps them on the request context)."""
     return {name.decode(): value.decode("latin-1") for name, value in scope.get("headers") or ()
             if name in CLIENT_HEADERS}
 

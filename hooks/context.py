@@ -1,6 +1,6 @@
 """Per-request state shared by the ASGI wrapper and the LiteLLM callbacks.
 
-The wrapper (proxy_config.app) creates a `RequestContext` and sets it in a ContextVar before
+The wrapper (gateway.app) creates a `RequestContext` and sets it in a ContextVar before
 LiteLLM sees the request; tasks LiteLLM spawns copy the context, so callbacks running in
 them mutate the same object.
 """
@@ -35,7 +35,7 @@ class RequestContext:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
     decision: Decision | None = None
-    # Observability (hooks.usage fills these from LiteLLM callbacks, proxy_config.app from the response).
+    # Observability (hooks.usage fills these from LiteLLM callbacks, gateway.app from the response).
     key_hash: str | None = None
     requested_model: str | None = None
     served_model: str | None = None
@@ -44,7 +44,7 @@ class RequestContext:
     error_type: str | None = None
     backend_failures: int = 0
     logged: asyncio.Event = field(default_factory=asyncio.Event)  # set by every LiteLLM success/failure event
-    # Rate limiting (hooks.auth sets it for client keys; proxy_config.app stamps x-ratelimit-* from it).
+    # Rate limiting (hooks.auth sets it for client keys; gateway.app stamps x-ratelimit-* from it).
     rate_limit: Verdict | None = None
     # Set before routing when this request may not use the cloud (Reason.BUDGET, Reason.LOCAL_ONLY).
     cloud_denied: Reason | None = None
@@ -52,7 +52,7 @@ class RequestContext:
     clamped: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     reply_schema: dict | None = None  # a translated json_schema the cloud's reply must match
-    # Cost controls (hooks.cache, hooks.budgets; proxy_config.app stamps x-gateway-cache and the budget header).
+    # Cost controls (hooks.cache, hooks.budgets; gateway.app stamps x-gateway-cache and the budget header).
     client_key: object | None = None  # the proxy_config.keys.ClientKey that hooks.auth admitted
     cache_headers: dict[str, str] = field(default_factory=dict)  # the client's cache headers, lower-case names
     cache: str | None = None  # hit | miss | bypass; None when the cache is off or not used
@@ -61,7 +61,7 @@ class RequestContext:
     budget_remaining: float | None = None  # USD left this month, before this request
     local_lease: object | None = None  # hooks.inflight.Lease while this request counts as in flight to Ollama
     turn: object | None = None  # hooks.responses.Turn: a Responses API request's conversation, to store its response
-    # The key the request presented (proxy_config.gate, by LiteLLM's header precedence); hooks.auth
+    # The key the request presented (gateway.gate, by LiteLLM's header precedence); hooks.auth
     # checks LiteLLM authenticated the same one and sets `key_hash` from it. Never logged.
     presented_key: str | None = field(default=None, repr=False)
 

@@ -8,7 +8,7 @@ lease names when it was taken (Redis's clock, or this process's) and how long it
 take (custom_router.load.answer_seconds), so the policy gets the other requests in flight as
 plain data (`Pending`: age and expected seconds), turned into an expected wait by
 custom_router.load. A request that is not routed locally gives its lease back at once
-(`settle`), a local one when its response is over (proxy_config.app). So two workers can
+(`settle`), a local one when its response is over (gateway.app). So two workers can
 never both see the last free slot; a spilled request holds a lease for the time of one
 decision, which errs on the side of spilling.
 Leases last `LEASE_SECONDS` and each process renews the ones it holds every third of that:

@@ -1,6 +1,6 @@
 """The request ledger: one record per inference request, built after the response is sent.
 
-`track(ctx, scope)` returns a `ResponseTracker` that proxy_config.app feeds with the ASGI
+`track(ctx, scope)` returns a `ResponseTracker` that gateway.app feeds with the ASGI
 messages it sends (status, route headers, stream chunks). When the last byte has gone out it
 schedules `finish`, which waits for LiteLLM's success callback (hooks.usage: tokens, served
 model; bounded wait), builds the `Record` with costs from config.yaml prices, updates the
@@ -123,7 +123,7 @@ class ResponseFacts:
     served_model: str | None = None  # from LiteLLM's x-litellm-model-id header
     first_chunk: float | None = None  # perf_counter of the first streamed chunk
     finished: float | None = None
-    stream_error: bool = False  # a 200 stream that carried an error event (proxy_config.errors)
+    stream_error: bool = False  # a 200 stream that carried an error event (gateway.errors)
 
 
 def build_record(ctx: RequestContext, facts: ResponseFacts, prices: Prices, now: float | None = None) -> Record:
@@ -214,7 +214,7 @@ class ResponseTracker:
 
 
 def track(ctx: RequestContext, scope: Mapping) -> ResponseTracker | None:
-    """The key comes from the request's one identity (`ctx.key_hash`: proxy_config.gate, then
+    """The key comes from the request's one identity (`ctx.key_hash`: gateway.gate, then
     hooks.auth once LiteLLM has authenticated it), never from the headers again."""
     if not is_inference(scope.get("path", "")):
         return None

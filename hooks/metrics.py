@@ -3,7 +3,7 @@
 Multiprocess mode: `gateway serve` points PROMETHEUS_MULTIPROC_DIR at a fresh directory
 before uvicorn starts its workers, each worker writes its samples there, and /metrics sums
 all workers (gauges: the most recent value of a live worker). Import this module only after
-that variable is set; without it (unit tests, a bare `uvicorn proxy_config.app:app`) the
+that variable is set; without it (unit tests, a bare `uvicorn gateway.app:app`) the
 metrics are per process. Observing a metric never raises into a request.
 """
 

@@ -11,7 +11,7 @@ listed last: its stream hook must not stand between hooks.streams and LiteLLM's 
 - after the response (non-streaming: the success hook; streaming: when the
   `response.completed` event passes, before the client gets it): the response and its
   conversation are stored (hooks.response_store), unless the request said `store: false`.
-- `GET` / `DELETE /v1/responses/{id}` are answered from the store (proxy_config.app wires
+- `GET` / `DELETE /v1/responses/{id}` are answered from the store (gateway.app wires
   `answer`), for responses of either tier; another key's response is not found (404).
 
 Why our own store and not LiteLLM's: LiteLLM 1.108.7 rebuilds a `previous_response_id`

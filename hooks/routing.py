@@ -64,7 +64,7 @@ REFUSAL_CODES = {Reason.CAPABILITY: "model_not_capable", Reason.OUTPUT_LIMIT: "m
 
 
 def refusal(decision: Decision, max_tokens_param: str = "max_tokens") -> ProxyException:
-    """A Route.NONE decision as the error the client gets (proxy_config.errors moves `type` to `code`)."""
+    """A Route.NONE decision as the error the client gets (gateway.errors moves `type` to `code`)."""
     status = REFUSAL_STATUS.get(decision.reason, 503)
     prefix = "No backend can serve this request. " if status == 503 else ""
     suffix = f" The budget resets on {reset_text(time.time())}." if decision.reason is Reason.BUDGET else ""

@@ -6,7 +6,7 @@ of its own: the client sees a complete, possibly empty, answer. The provider's r
 `done: true`, DeepSeek's finish_reason) is kept in the stream wrapper's `chunks`, the synthetic one
 is not. When the final chunk arrives and no chunk there carries a finish_reason, this hook raises
 `StreamIncomplete` instead of passing it on; the proxy turns that into an error event, which
-proxy_config.errors words for the client. The same happens when a cloud reply to a json_schema
+gateway.errors words for the client. The same happens when a cloud reply to a json_schema
 request (sent to DeepSeek as json_object, see custom_router.params) does not match the schema.
 
 How it fails: open. A stream it cannot inspect (not a LiteLLM stream wrapper, or one that fell

@@ -2,7 +2,7 @@
 (config.yaml: `hooks.usage.instance`, listed before `hooks.routing.instance`).
 
 - pre-call: remember the model group the client asked for (before routing rewrites it; only a
-  configured group, never a raw client string: proxy_config.errors 404s the others), the key
+  configured group, never a raw client string: gateway.errors 404s the others), the key
   LiteLLM authenticated when the gateway did not see it (DB mode's virtual keys), and ask
   the backend for stream usage (`stream_options.include_usage`), which LiteLLM strips from
   the client's stream again unless the client asked for it itself;

@@ -164,7 +164,7 @@ def restore(folder: Path, settings: Settings) -> list[str]:
     return restored
 
 
-# --- the commands (registered in proxy_config.cli) ---
+# --- the commands (registered in gateway.cli) ---
 
 def _settings(config: Path | None) -> Settings:
     try:

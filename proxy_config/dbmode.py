@@ -123,16 +123,6 @@ def migrate() -> str | None:
     return None if ok else "database migration failed after retries; check DATABASE_URL and that PostgreSQL is up"
 
 
-def prepare_or_exit(settings: Settings) -> dict[str, str]:
-    """For `gateway serve`: migrate, render the DB-mode config; the environment LiteLLM needs."""
-    from proxy_config.cli import fail
-
-    problem = migrate()
-    if problem is not None:
-        raise fail(f"DB mode: {problem}")
-    return environment(settings, render_config(settings))
-
-
 # ------------------------------------------------------------------ keys sync
 
 

@@ -19,7 +19,7 @@ How it fails: past a deadline this raises `DeadlineMissed` (an `httpx.ReadTimeou
 maps to a Timeout (before the response) or a connection error (mid-stream).
 Before the first token (and anywhere in a non-streaming request) nothing has reached the client,
 so the router falls back to the other tier; in a stream that has sent tokens, the proxy ends the
-stream with the `stream_interrupted` error event (proxy_config.errors) and no `[DONE]`. A request
+stream with the `stream_interrupted` error event (gateway.errors) and no `[DONE]`. A request
 this module does not recognise (another URL, a body that is not JSON) passes through untouched,
 with LiteLLM's idle timeouts as before. A stream that ends without the backend's end marker is
 returned as it came (LiteLLM and hooks.streams judge it); a non-streaming one raises

@@ -51,7 +51,7 @@ def run_demo(port: int, keep: bool) -> None:
            "DEEPSEEK_API_KEY": deepseek_key, "LITELLM_MASTER_KEY": master_key, "HOST": "127.0.0.1", "PORT": str(port)}
     config = Path(__file__).resolve().parent.parent / "config.yaml"
     typer.echo(f"Starting the gateway on http://127.0.0.1:{port} with emulated Ollama and DeepSeek...")
-    proc = subprocess.Popen([sys.executable, "-m", "proxy_config.cli", "serve", "--config", str(config)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

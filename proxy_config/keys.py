@@ -24,12 +24,9 @@ import hmac
 import json
 import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
-import typer
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
@@ -160,110 +157,6 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
     return KeyTable(keys, key_hash(master) if master else None)
 
 
-# ------------------------------------------------------------------ CLI: gateway keys ...
-
-keys_app = typer.Typer(help="Client API keys: list them, make a new one, register them as LiteLLM virtual keys.",
-                       no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
-                                                help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")]
-
-
-def _table_or_exit(config: Path | None) -> tuple[Settings, KeyTable]:
-    from proxy_config.cli import fail, settings_or_exit
-
-    settings = settings_or_exit(config_path=config)
-    try:
-        return settings, load_keys(settings)
-    except SettingsError as exc:
-        raise fail(str(exc)) from None
-
-
-@keys_app.command("list")
-def list_keys(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Show the client keys (by sha256 prefix, never the key) and their limits."""
-    _, table = _table_or_exit(config)
-    rows = [{"name": k.name, "id": k.id, "requests": k.requests, "window": k.window, "tpm": k.tpm, "source": k.source}
-            for k in table.keys.values()]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        tpm = f", {row['tpm']} tokens/min" if row["tpm"] else ""
-        typer.echo(f"{row['name']:<24} {row['id']}  {row['requests']} req / {row['window']} s{tpm}  ({row['source']})")
-    if not rows:
-        typer.echo("no client keys: set API_KEYS or KEYS_FILE (the master key still works)")
-
-
-@keys_app.command("new")
-def new_key(name: Annotated[str, typer.Option(help="Label for the keys file entry.")] = "new-key") -> None:
-    """Print a fresh random key and a keys-file entry that stores only its sha256."""
-    if not re.fullmatch(r"[\w.@-]{1,64}", name):
-        raise typer.BadParameter("use letters, digits and . _ @ - only", param_hint="--name")
-    key = "sk-" + secrets.token_hex(24)
-    typer.echo(f"key (give it to the client; it is not stored anywhere): {key}")
-    typer.echo(f"keys file entry:\n  - name: {name}\n    sha256: {key_hash(key)}")
-
-
-@keys_app.command("sync")
-def sync(
-    config: ConfigOpt = None,
-    url: Annotated[str | None, typer.Option(help="Gateway base URL (default: http://127.0.0.1:PORT).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change, change nothing.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Register the static keys as LiteLLM virtual keys (DB mode), with their limits."""
-    from proxy_config.cli import fail
-    from proxy_config.dbmode import sync_keys
-
-    settings, table = _table_or_exit(config)
-    if settings.master_key is None:
-        raise fail("LITELLM_MASTER_KEY is not set; the key API needs the master key")
-    base = url or f"http://127.0.0.1:{settings.port}"
-    results = sync_keys(list(table.keys.values()), base, settings.master_key.get_secret_value(), dry_run=dry_run)
-    if as_json:
-        typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
-    else:
-        for r in results:
-            typer.echo(f"{r.action:<9} {r.name:<24} {r.id}  {r.detail}")
-    if any(r.action == "failed" for r in results):
-        raise typer.Exit(code=1)
-
-
-@keys_app.command("budget")
-def budget(
-    name: Annotated[str | None, typer.Argument(help="Key name or sha256: id; without it, show every key's budget.")] = None,
-    set_usd: Annotated[float | None, typer.Option("--set", min=0, help="New monthly cloud budget in USD (written to KEYS_FILE).")] = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Show monthly cloud budgets and this month's spend (from the ledger), or set one key's budget."""
-    from proxy_config.cli import fail
-
-    settings, table = _table_or_exit(config)
-    if set_usd is not None:
-        if name is None:
-            raise fail("name the key whose budget to set: gateway keys budget NAME --set 5.00")
-        key = next((k for k in table.keys.values() if name in (k.name, k.id)), None)
-        if key is None:
-            raise fail(f"no client key is named {name!r}; `gateway keys list` shows them")
-        if settings.keys_file is None:
-            raise fail("budgets are set in the keys file: set KEYS_FILE (see docs/keys.md), then run this again")
-        set_budget(settings.keys_file, key, set_usd)
-        typer.echo(f"{key.name} ({key.id}): cloud budget {set_usd:.2f} USD a month, written to {settings.keys_file}; "
-                   "restart the gateway to apply it")
-        return
-    rows = budget_status(settings, table, name)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        limit = "no budget" if row["budget_usd"] is None else f"{row['spent_usd']:.2f} of {row['budget_usd']:.2f} USD"
-        typer.echo(f"{row['name']:<24} {row['id']}  {limit} in {row['month']}  (resets {row['resets']})")
-    if not rows:
-        typer.echo("no client keys" if name is None else f"no client key is named {name!r}")
-
-
 def set_budget(path: Path, key: ClientKey, usd: float) -> None:
     """Set `cloud_budget_usd` on the key's entry in the keys file, adding an entry (by sha256) when it has none."""
     raw = yaml.safe_load(path.read_text()) if path.is_file() else None
@@ -277,29 +170,3 @@ def set_budget(path: Path, key: ClientKey, usd: float) -> None:
         entries.append({"name": key.name, "sha256": key.digest, "cloud_budget_usd": usd})
     _entries(raw, f"KEYS_FILE {path}")  # never write a file the gateway would refuse
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-def budget_status(settings: Settings, table: KeyTable, name: str | None = None) -> list[dict]:
-    import time
-
-    from hooks.cost_rules import cloud_spend_by_key, month_of, month_start_ts, reset_text
-    from hooks.ledger_store import open_store
-
-    now = time.time()
-    store = open_store(settings)
-    try:
-        conn = store.open_for_reading()
-        try:
-            spend = cloud_spend_by_key(store.rows_since(conn, month_start_ts(now)))
-        finally:
-            conn.close()
-    except FileNotFoundError:
-        spend = {}
-    rows = []
-    for key in table.keys.values():
-        if name is None or name in (key.name, key.id):
-            spent = spend.get(key.id, 0.0)
-            rows.append({"name": key.name, "id": key.id, "month": month_of(now), "spent_usd": spent,
-                         "budget_usd": key.budget, "resets": reset_text(now),
-                         "remaining_usd": None if key.budget is None else max(key.budget - spent, 0.0)})
-    return rows

@@ -67,9 +67,9 @@ DROPPED_MIDDLEWARES: dict[tuple[str, str], tuple[str, bool]] = {
     ("litellm.proxy.lens.internal", "LensInternalMiddleware"):
         ("LiteLLM Lens internal identity header (x-lens-internal); not used here", False),
     ("litellm.proxy.middleware.request_size_limit_middleware", "RequestSizeLimitMiddleware"):
-        ("enterprise-only; MAX_BODY_BYTES is enforced by proxy_config.errors", False),
+        ("enterprise-only; MAX_BODY_BYTES is enforced by gateway.errors", False),
     ("starlette.middleware.cors", "CORSMiddleware"):
-        ("LiteLLM's allow-all CORS; proxy_config.cors owns CORS (CORS_ORIGINS)", False),
+        ("LiteLLM's allow-all CORS; gateway.cors owns CORS (CORS_ORIGINS)", False),
     ("litellm.proxy.telemetry.middleware", "TelemetryMiddleware"):
         ("LiteLLM usage telemetry; without a database it has no sink", True),
     ("litellm.proxy.middleware.billable_request_metrics_middleware", "BillableRequestMetricsMiddleware"):

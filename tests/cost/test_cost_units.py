@@ -10,7 +10,7 @@ import pytest
 from hooks.cost_rules import (BadCacheHeader, cache_key, cache_params, cache_plan, cloud_spend_by_key, month_of,
                               next_reset, reset_text, to_units)
 from hooks.ledger_store import COLUMNS, TABLE, SqliteStore
-from proxy_config.report import Totals, per_1000
+from gateway.report import Totals, per_1000
 
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 

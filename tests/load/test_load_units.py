@@ -13,7 +13,7 @@ from custom_router.load import Pending
 from hooks.inflight import Inflight, LocalLoadState, answer_rate
 from hooks.ledger_store import COLUMNS
 from proxy_config.catalog import build_policy
-from proxy_config.report import render_table, summarize
+from gateway.report import render_table, summarize
 from proxy_config.settings import RoutingSettings
 from tests.observability.helpers import ledger_row
 from tests.redis_server import RedisServer

@@ -19,8 +19,8 @@ from hooks.context import RequestContext, Usage
 from custom_router.policy import fallback_tiers
 from hooks.ledger import Price, Prices, ResponseFacts, build_record, wait_for_usage
 from hooks.ledger_store import COLUMNS, LedgerWriter, SqliteStore
-from proxy_config.logs import JsonLineFormatter, Redactor, RequestIdFilter, uvicorn_log_config
-from proxy_config.report import parse_since, render_csv, summarize
+from gateway.logs import JsonLineFormatter, Redactor, RequestIdFilter, uvicorn_log_config
+from gateway.report import parse_since, render_csv, summarize
 from tests.observability.helpers import ledger_row
 
 CHAT = Price("cloud", input=0.28e-6, output=0.42e-6, cache_read=0.028e-6)

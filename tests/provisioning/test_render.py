@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from proxy_config import render
-from proxy_config.cli import app
+from gateway.cli.main import app
 from tests.provisioning.conftest import self_signed_cert
 
 runner = CliRunner()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proxy_config.keys import load_keys
-from proxy_config.logs import SECRETS_ENV, Redactor, secrets_environment
+from gateway.logs import SECRETS_ENV, Redactor, secrets_environment
 from proxy_config.settings import load_settings
 from tests.harness import MASTER_KEY, REPO
 

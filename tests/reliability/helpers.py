@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from proxy_config.errors import error_type
+from gateway.errors import error_type
 from tests.harness import DEEPSEEK_KEY, MASTER_KEY, REPO
 
 ERROR_KEYS = {"message", "type", "param", "code"}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from proxy_config.errors import STATUS_TYPES, error_type
+from gateway.errors import STATUS_TYPES, error_type
 
 MODELS = {"auto": 4, "qwen2.5:7b": 2, "llama3.2:3b": 1, "deepseek-chat": 2, "deepseek-reasoner": 1}
 SHORT = [{"role": "user", "content": "Say hello."}]

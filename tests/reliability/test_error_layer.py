@@ -1,4 +1,4 @@
-"""Unit tests of proxy_config.errors and proxy_config.chat_checks: plain data and tiny ASGI apps, no gateway."""
+"""Unit tests of gateway.errors and proxy_config.chat_checks: plain data and tiny ASGI apps, no gateway."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.testclient import TestClient
 
 from proxy_config.chat_checks import RequestRejected, check_chat, check_json, largest_output_tokens
-from proxy_config.errors import ErrorLayer, RequestLimits, clean_message, error_type
+from gateway.errors import ErrorLayer, RequestLimits, clean_message, error_type
 
 LIMITS = RequestLimits(max_body_bytes=2048)
 VALID = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
@@ -144,7 +144,7 @@ def test_bodies_over_the_limit_get_413_before_the_inner_app(chunked):
 
 
 def test_parameter_checks_apply_whatever_header_carried_the_key():
-    """proxy_config.gate answers 401 before this layer; every request it lets through is checked."""
+    """gateway.gate answers 401 before this layer; every request it lets through is checked."""
     bad = json.dumps({"model": "auto", "messages": "hi"}).encode()
     for headers in ({}, KEY, {"x-goog-api-key": "sk-test-000000"}, {"x-litellm-api-key": "sk-test-000000"}):
         assert shaped(client(echo()).post("/v1/chat/completions", content=bad, headers=headers), 400)["param"] == "messages"

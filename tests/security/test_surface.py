@@ -15,8 +15,8 @@ from dotenv import dotenv_values
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
-from proxy_config.cors import StripCORSHeaders, cors_layer, strip_litellm_cors
-from proxy_config.gate import Access, classify
+from gateway.cors import StripCORSHeaders, cors_layer, strip_litellm_cors
+from gateway.gate import Access, classify
 from proxy_config.settings import Settings
 from tests.harness import LOG_DIR, MASTER_KEY, REPO
 from tests.reliability.helpers import SECRETS, SHORT, assert_openai_error, auth

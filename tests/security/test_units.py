@@ -9,8 +9,8 @@ import pytest
 from hooks.auth import presented_key
 from hooks.usage import is_connection_failure
 from proxy_config.chat_checks import RequestRejected, check_n, check_served_model
-from proxy_config.errors import clean_message, fragments_pattern
-from proxy_config.gate import Access, classify
+from gateway.errors import clean_message, fragments_pattern
+from gateway.gate import Access, classify
 from proxy_config.settings import Settings, SettingsError, load_settings
 
 
@@ -102,7 +102,7 @@ def test_security_settings_defaults_and_validation(tmp_path):
 def test_fields_that_skip_litellms_banned_field_check_are_not_banned():
     from litellm.proxy.auth import auth_utils
 
-    from proxy_config.gate import OPENAI_FIELDS, litellm_banned_fields
+    from gateway.gate import OPENAI_FIELDS, litellm_banned_fields
 
     assert OPENAI_FIELDS & set(auth_utils._BANNED_REQUEST_BODY_PARAMS) == set()
     assert OPENAI_FIELDS & {"metadata", "litellm_metadata", "extra_body", "litellm_embedding_config", "fallbacks",

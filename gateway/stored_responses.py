@@ -3,7 +3,7 @@ answered from the gateway's response store (hooks.responses, hooks.response_stor
 responses of either tier. LiteLLM would ask the provider, and neither Ollama nor DeepSeek
 stores responses.
 
-An ASGI layer behind proxy_config.gate, so the key has been checked (a client key may call these
+An ASGI layer behind gateway.gate, so the key has been checked (a client key may call these
 routes); a key sees only the responses it created: any other id is a 404, whether it does not
 exist, expired, or is another key's.
 
@@ -16,7 +16,7 @@ import json
 import re
 
 from hooks.response_store import StoreUnavailable
-from proxy_config.errors import error_body, send_error
+from gateway.errors import error_body, send_error
 
 PATH = re.compile(r"/(?:openai/)?(?:v1/)?responses/(?!input_tokens/?\Z)([^/]+)(/input_items)?/?\Z")
 

@@ -12,28 +12,14 @@ from typing import Annotated
 
 import typer
 
-from proxy_config.settings import Settings, SettingsError, load_settings
+from gateway.cli.common import ConfigOpt, JsonOpt, fail, settings_or_exit
 
 app = typer.Typer(help="Unified AI Gateway: an OpenAI-compatible, local-first LiteLLM proxy.", no_args_is_help=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 # uvicorn's idle keep-alive, above nginx's upstream keepalive_timeout (60 s, proxy_config/templates)
 # and common load balancers' 60 s: the proxy in front always closes an idle connection first.
 UVICORN_KEEP_ALIVE_S = 75
 WeakKeysOpt = Annotated[bool, typer.Option("--allow-weak-keys", help="Accept a short, example or low-entropy LITELLM_MASTER_KEY (local demos only).")]
-
-
-def fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
-
-
-def settings_or_exit(**overrides: object) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -46,7 +32,7 @@ def serve(
     allow_weak_keys: WeakKeysOpt = False,
 ) -> None:
     """Start the gateway (LiteLLM proxy + routing hooks) on HOST:PORT."""
-    from proxy_config import logs
+    from gateway import logs
     from proxy_config.check import check_config
 
     settings = settings_or_exit(config_path=config, host=host, port=port, workers=workers)
@@ -67,11 +53,14 @@ def serve(
     if settings.database_url is not None:  # DB mode: LiteLLM virtual keys + admin UI (issue 3, proxy_config.dbmode)
         from proxy_config import dbmode
 
-        os.environ.update(dbmode.prepare_or_exit(settings))
+        problem = dbmode.migrate()
+        if problem is not None:
+            raise fail(f"DB mode: {problem}")
+        os.environ.update(dbmode.environment(settings, dbmode.render_config(settings)))
     import uvicorn
 
     uvicorn.run(
-        "proxy_config.app:app",
+        "gateway.app:app",
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
@@ -83,7 +72,7 @@ def serve(
         limit_max_requests=limit_max_requests,
         limit_max_requests_jitter=(limit_max_requests or 0) // 10,
         log_config=logs.uvicorn_log_config(settings.log_level),
-        forwarded_allow_ips=settings.trusted_proxies,  # X-Forwarded-For names the client only from these (proxy_config.gate)
+        forwarded_allow_ips=settings.trusted_proxies,  # X-Forwarded-For names the client only from these (gateway.gate)
     )
 
 
@@ -138,12 +127,10 @@ from proxy_config import models_cmd, render  # noqa: E402  (provisioning: issue 
 
 app.add_typer(render.app, name="render")
 app.add_typer(models_cmd.app, name="models")
-from proxy_config import report  # noqa: E402  (observability: issue 4)
+from gateway.cli import keys, report  # noqa: E402  (observability: issue 4; keys: issue 3)
 
 app.command(name="report")(report.report)
-from proxy_config.keys import keys_app  # noqa: E402  (keys: issue 3)
-
-app.add_typer(keys_app, name="keys")
+app.add_typer(keys.app, name="keys")
 from proxy_config import backup  # noqa: E402  (provisioning: issue 14)
 
 app.command(name="backup")(backup.backup_cmd)
@@ -153,16 +140,15 @@ app.command(name="restore")(backup.restore_cmd)
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def bench(ctx: typer.Context) -> None:  # (performance: issue 7; options: `gateway bench --help`)
     """Benchmark against direct calls and vanilla LiteLLM (bench/, docs/performance.md)."""
+    import subprocess
     import sys
 
-    checkout = Path(__file__).resolve().parent.parent  # bench/ ships in the checkout, not in the package
-    if (checkout / "bench" / "cli.py").is_file() and str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
-    try:
-        from bench.cli import main as bench_main
-    except ImportError:
-        raise fail("the benchmark lives in the repository checkout: run `python -m bench` from its root") from None
-    bench_main(ctx.args, prog_name="gateway bench")
+    # The product never imports its benchmark (tests/architecture): it runs `python -m bench` in a child.
+    checkout = Path(__file__).resolve().parents[2]  # bench/ ships in the checkout, not in the package
+    if not (checkout / "bench" / "__main__.py").is_file():
+        raise fail("the benchmark lives in the repository checkout: run `python -m bench` from its root")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))}
+    raise typer.Exit(code=subprocess.call([sys.executable, "-m", "bench", *ctx.args], env=env))
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Reads the ledger (hooks.ledger_store: SQLite under DATA_DIR, or PostgreSQL with 
 for a period and prints requests and tokens by route, model and key, fallbacks by cause,
 cloud spend and the savings against sending everything to the cloud default model, as a
 table, CSV or JSON. `--plot FILE.png` draws savings and the local/cloud share over time
-(proxy_config.report_plot). Aggregation is one pass over the period's rows (`Summary`).
+(gateway.report_plot). Aggregation is one pass over the period's rows (`Summary`).
 A missing or unreadable ledger stops with exit code 1 and a message saying where it looked.
 """
 
@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -276,41 +275,26 @@ def _aligned(head: tuple, rows: list[tuple]) -> list[str]:
     return [fmt(head), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
 
 
-def report(
-    since: Annotated[str, typer.Option(help="Period to cover, up to now: 30m, 24h, 7d, 2w.")] = "24h",
-    fmt: Annotated[Format, typer.Option("--format", help="table (readable), csv or json.")] = Format.TABLE,
-    plot: Annotated[Path | None, typer.Option(help="Also draw savings and local/cloud share over time to this PNG.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")] = None,
-) -> None:
-    """Requests, tokens, cloud spend and savings from the request ledger."""
+def budget_status(settings, table, name: str | None = None) -> list[dict]:
+    """`gateway keys budget`: each key's (or the named key's) budget and this month's cloud spend; no ledger yet = 0."""
+    from hooks.cost_rules import month_of, reset_text
     from hooks.ledger_store import open_store
-    from proxy_config.cli import fail, settings_or_exit
 
-    seconds = parse_since(since)
-    settings = settings_or_exit(config_path=config)
-    until = time.time()
-    bucket = 3600 if seconds <= 2 * 86400 else 86400
+    now = time.time()
     store = open_store(settings)
-    month_start = month_start_ts(until)
     try:
         conn = store.open_for_reading()
         try:
-            summary = summarize(store.rows_since(conn, until - seconds), until - seconds, until, bucket if plot else 0)
-            spend = cloud_spend_by_key(store.rows_since(conn, month_start))
+            spend = cloud_spend_by_key(store.rows_since(conn, month_start_ts(now)))
         finally:
             conn.close()
-    except Exception as exc:
-        raise fail(f"cannot read the ledger at {store.location}: {exc}") from None
-    data = summary.as_dict()
-    data["budgets"] = budget_rows(settings, spend, until)
-    typer.echo({Format.JSON: lambda d: json.dumps(d, indent=2), Format.CSV: render_csv, Format.TABLE: render_table}[fmt](data))
-    if plot is not None:
-        from proxy_config.report_plot import draw
-
-        try:
-            draw(summary, plot)
-        except ImportError:
-            raise fail("--plot needs matplotlib: .venv/bin/pip install matplotlib==3.11.2") from None
-        except OSError as exc:
-            raise fail(f"cannot write the plot to {plot}: {exc}") from None
-        typer.secho(f"plot written to {plot}", err=True)
+    except FileNotFoundError:
+        spend = {}
+    rows = []
+    for key in table.keys.values():
+        if name is None or name in (key.name, key.id):
+            spent = spend.get(key.id, 0.0)
+            rows.append({"name": key.name, "id": key.id, "month": month_of(now), "spent_usd": spent,
+                         "budget_usd": key.budget, "resets": reset_text(now),
+                         "remaining_usd": None if key.budget is None else max(key.budget - spent, 0.0)})
+    return rows

@@ -26,7 +26,7 @@ X-Forwarded-For counts only from those peers, walked right to left (a forged lef
 skipped); LiteLLM's admin UI login throttle gets the same list (`trust_proxies`). uvicorn discards a body the app never read,
 so an anonymous 4 MB body costs a read, never a parse.
 
-How it fails: every rejection is an OpenAI-shaped error (proxy_config.errors.error_body). The
+How it fails: every rejection is an OpenAI-shaped error (gateway.errors.error_body). The
 anonymous limiter is hooks.ratelimit's, so it fails open to memory when Redis is down.
 """
 
@@ -44,7 +44,7 @@ from hooks.ledger import is_inference
 from hooks.ratelimit import Limits, get_limiter
 from hooks.ratelimit import headers as limit_headers
 from proxy_config.chat_checks import RequestRejected
-from proxy_config.errors import error_body, send_error
+from gateway.errors import error_body, send_error
 
 
 class Access(enum.Enum):
@@ -70,7 +70,7 @@ SERVED = frozenset({
     "/embeddings", "/v1/embeddings", "/engines/{model}/embeddings", "/openai/deployments/{model}/embeddings",
     "/responses", "/v1/responses", "/models", "/v1/models",
     "/responses/{response_id}", "/v1/responses/{response_id}", "/responses/{response_id}/input_items",
-    "/v1/responses/{response_id}/input_items",  # answered from the gateway's store (proxy_config.stored_responses)
+    "/v1/responses/{response_id}/input_items",  # answered from the gateway's store (gateway.stored_responses)
 })
 # LiteLLM routes that look like a served route's template (/v1/responses/{response_id}) but are not served.
 NOT_SERVED_LOOKALIKES = frozenset({"/responses/input_tokens", "/v1/responses/input_tokens"})
@@ -128,7 +128,7 @@ def unsupported_media(method: str, path: str, content_type: str) -> dict:
 
 
 class Gate:
-    """ASGI middleware in front of proxy_config.errors.ErrorLayer (see the module docstring)."""
+    """ASGI middleware in front of gateway.errors.ErrorLayer (see the module docstring)."""
 
     def __init__(self, app, settings, db_mode: bool = False) -> None:
         self.app = app

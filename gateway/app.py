@@ -35,7 +35,8 @@ from custom_router.policy import Reason, Route
 from hooks import cache, context, inflight, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
-from proxy_config import deadline_transport, gate, gcguard, logs, tuning
+from gateway import gate, logs
+from proxy_config import deadline_transport, gcguard, tuning
 
 log = logging.getLogger("gateway.app")
 
@@ -221,14 +222,14 @@ def create_app():
 
 
 def guarded(litellm_app, settings):
-    """LiteLLM's app behind the front door (proxy_config.gate: routes, keys, anonymous limits),
-    the request checks and error rewriting (proxy_config.errors) and the gateway's own CORS
-    policy (proxy_config.cors)."""
+    """LiteLLM's app behind the front door (gateway.gate: routes, keys, anonymous limits),
+    the request checks and error rewriting (gateway.errors) and the gateway's own CORS
+    policy (gateway.cors)."""
     from proxy_config.chat_checks import largest_output_tokens
-    from proxy_config.cors import cors_layer, strip_litellm_cors
-    from proxy_config.errors import ErrorLayer, RequestLimits
+    from gateway.cors import cors_layer, strip_litellm_cors
+    from gateway.errors import ErrorLayer, RequestLimits
     from proxy_config.settings import read_config
-    from proxy_config.stored_responses import StoredResponses
+    from gateway.stored_responses import StoredResponses
 
     config = read_config(settings.config_path)
     limits = RequestLimits(settings.max_body_bytes, max_output_tokens=largest_output_tokens(config),

@@ -152,10 +152,10 @@ def uvicorn_log_config(level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "proxy_config.logs.RequestIdFilter"},
-                    "skip_inference_access": {"()": "proxy_config.logs.SkipInferenceAccess"},
-                    "adopt_litellm": {"()": "proxy_config.logs.AdoptLiteLLM"}},
-        "formatters": {"json": {"()": "proxy_config.logs.JsonLineFormatter"}},
+        "filters": {"request_id": {"()": "gateway.logs.RequestIdFilter"},
+                    "skip_inference_access": {"()": "gateway.logs.SkipInferenceAccess"},
+                    "adopt_litellm": {"()": "gateway.logs.AdoptLiteLLM"}},
+        "formatters": {"json": {"()": "gateway.logs.JsonLineFormatter"}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level},
         "loggers": {

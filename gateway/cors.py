@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
-from proxy_config.errors import error_body
+from gateway.errors import error_body
 
 EXPOSED = ("x-gateway-route", "x-gateway-reason", "x-request-id", "retry-after")
 

@@ -7,7 +7,7 @@ Owns
   LiteLLM's debug text out of messages and masks key-like strings, masked keys (`****a671`) and
   any fragment (4+ characters at either end) of the gateway's own secrets (GATEWAY_LOG_SECRETS:
   DeepSeek, master and client keys), so an upstream message never gives one away;
-- `ErrorLayer`, the ASGI middleware in front of LiteLLM (behind proxy_config.gate, so every
+- `ErrorLayer`, the ASGI middleware in front of LiteLLM (behind gateway.gate, so every
   request it sees on the API has a valid key, whatever header carried it) that
   - answers 413 for a body over `max_body_bytes` (by Content-Length, or counted for chunked
     bodies), 400 for invalid UTF-8, invalid or too deeply nested JSON, 400 for fields clients may
@@ -61,7 +61,7 @@ _PROVIDER = re.compile(r"\b([A-Za-z]+?)(?:_chat)?Exception - ")  # "DeepseekExce
 _SECRETS = (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"))
 _PROVIDER_NAMES = {"ollama": "Ollama", "deepseek": "DeepSeek", "openai": "OpenAI"}
 _MASKED_KEY = re.compile(r"(?:\*{3,}|\.{3}|…)[A-Za-z0-9_\-]{2,}")  # "****a671", "sk-...a671": a key's visible end
-SECRETS_ENV = "GATEWAY_LOG_SECRETS"  # proxy_config.logs: the secrets `gateway serve` knows, comma-separated
+SECRETS_ENV = "GATEWAY_LOG_SECRETS"  # gateway.logs: the secrets `gateway serve` knows, comma-separated
 
 
 def error_type(status: int) -> str:
@@ -207,7 +207,7 @@ class RequestLimits:
     max_output_tokens: int = 1_000_000  # largest max_tokens any configured model could honour
     models: frozenset[str] | None = None  # the configured model groups; None = do not check
     max_n: Mapping[str, int] = field(default_factory=dict)  # per model group
-    body_check: Callable[[dict, str], None] | None = None  # LiteLLM's banned fields (proxy_config.gate)
+    body_check: Callable[[dict, str], None] | None = None  # LiteLLM's banned fields (gateway.gate)
 
     @property
     def drain_bytes(self) -> int:
@@ -259,7 +259,7 @@ class ErrorLayer:
         openai_path = path.endswith(OPENAI_JSON_SUFFIXES)
         if "json" in content_type or (openai_path and "multipart/" not in content_type):
             value = check_json(body, self.limits.max_json_depth, required=openai_path)
-            if openai_path:  # proxy_config.gate let only authenticated callers this far
+            if openai_path:  # gateway.gate let only authenticated callers this far
                 self.check_request(value, path)
             elif isinstance(value, dict) and self.limits.body_check is not None:
                 self.limits.body_check(value, path)  # LiteLLM's own rejection would be a 500 there
