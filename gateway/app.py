@@ -36,7 +36,8 @@ from hooks import cache, context, inflight, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
 from gateway import gate, logs
-from proxy_config import deadline_transport, gcguard, tuning
+from litellm_compat import shims
+from proxy_config import deadline_transport, gcguard
 
 log = logging.getLogger("gateway.app")
 
@@ -201,7 +202,7 @@ class GatewayApp:
         async def lifespan_send(message) -> None:
             if message["type"] == "lifespan.startup.complete":
                 logs.adopt_litellm_loggers()
-                tuning.after_startup(get_runtime().settings)
+                metrics.litellm_shims(shims.after_startup(get_runtime().settings))
                 gate.trust_proxies(get_runtime().settings)  # LiteLLM's UI login throttle: per real client
                 gcguard.install(asyncio.get_running_loop())  # CPython gh-148891 (Python < 3.12)
                 await get_runtime().monitor.start()
@@ -215,7 +216,7 @@ class GatewayApp:
 def create_app():
     from litellm.proxy.proxy_server import app as litellm_app
 
-    tuning.apply(litellm_app, get_runtime().settings)  # per-request work we do not need (docs/performance.md)
+    metrics.litellm_shims(shims.apply(litellm_app, get_runtime().settings))  # docs/performance.md; published, logged
     deadline_transport.install(get_runtime().settings)  # first-token and stall deadlines (docs/reliability.md)
     logs.adopt_litellm_loggers()
     return GatewayApp(guarded(litellm_app, get_runtime().settings))

@@ -52,7 +52,7 @@ class StripCORSHeaders:
 
 def strip_litellm_cors(litellm_app):
     """`litellm_app` in StripCORSHeaders while its allow-all CORSMiddleware is still installed
-    (proxy_config.tuning normally removes it; then there is nothing to strip)."""
+    (litellm_compat.tuning normally removes it; then there is nothing to strip)."""
     installed = any(getattr(m, "cls", None) is CORSMiddleware for m in getattr(litellm_app, "user_middleware", ()))
     return StripCORSHeaders(litellm_app) if installed else litellm_app
 

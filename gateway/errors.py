@@ -36,6 +36,9 @@ from dataclasses import dataclass, field
 
 from hooks import context
 from hooks.ledger import is_inference
+from litellm_compat.wording import DEBUG_TAILS as _DEBUG_TAILS
+from litellm_compat.wording import LITELLM_PREFIX as _LITELLM_PREFIX
+from litellm_compat.wording import PROVIDER_PREFIX as _PROVIDER
 from proxy_config.chat_checks import (RequestRejected, check_chat, check_client_fields, check_json, check_n,
                                       check_served_model)
 
@@ -54,10 +57,7 @@ MAX_ERROR_BODY = 256 * 1024  # an error body larger than this is cut before pars
 STREAM_INCOMPLETE = "The stream ended before the backend finished, so the response is incomplete. Retry the request."
 
 _TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\).*", re.S)
-_DEBUG_TAILS = re.compile(r"\s*(\n\nLiteLLM:|LiteLLM Retried:|Received Model Group=|Available Model Group Fallbacks=|Debug Information).*", re.S)
-_LITELLM_PREFIX = re.compile(r"litellm\.(\w+): (?:\1: )?")  # "litellm.BadRequestError: BadRequestError: "
 _STATUS_DICT = re.compile(r"^\d{3}: \{'(?:error|message)': ['\"](.*)['\"]\}$", re.S)  # str(HTTPException(detail=dict))
-_PROVIDER = re.compile(r"\b([A-Za-z]+?)(?:_chat)?Exception - ")  # "DeepseekException - ", "Ollama_chatException - "
 _SECRETS = (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"))
 _PROVIDER_NAMES = {"ollama": "Ollama", "deepseek": "DeepSeek", "openai": "OpenAI"}
 _MASKED_KEY = re.compile(r"(?:\*{3,}|\.{3}|…)[A-Za-z0-9_\-]{2,}")  # "****a671", "sk-...a671": a key's visible end

@@ -46,6 +46,8 @@ LOCAL_WAIT = Gauge("gateway_local_wait_estimate_seconds", "Expected wait for a l
 SPILLS = Counter("gateway_spills_total", "Local or auto requests sent to the cloud, by reason (local-busy, complexity, "
                  "local-unavailable, ...).", ["reason"])
 LEDGER_ERRORS = Counter("gateway_ledger_errors_total", "Ledger records that could not be written, by kind.", ["kind"])
+SHIM_APPLIED = Gauge("gateway_litellm_shim_applied", "1 when the LiteLLM shim (litellm_compat.shims) applied in this "
+                     "worker, 0 when it was skipped; the startup log says why.", ["shim"], multiprocess_mode="livemin")
 TRUNCATED = Counter("gateway_truncated_prompts_total", "Local answers whose prompt Ollama evaluated only in part "
                     "(prompt_eval_count far below the prompt sent), by model.", ["model"])
 
@@ -80,6 +82,12 @@ def set_backend_up(backend: str, up: bool) -> None:
 
 def truncated_prompt(model: str) -> None:
     TRUNCATED.labels(model).inc()
+
+
+def litellm_shims(outcomes) -> None:
+    """Publish what litellm_compat.shims.apply / after_startup reported (litellm_compat.shims.Outcome)."""
+    for outcome in outcomes:
+        SHIM_APPLIED.labels(outcome.name).set(1 if outcome.applied else 0)
 
 
 def ledger_error(kind: str, records: int = 1) -> None:

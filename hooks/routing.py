@@ -46,6 +46,8 @@ from hooks import context, inflight
 from hooks.cost_rules import reset_text
 from hooks.responses import RESPONSES_CALL_TYPES, continue_conversation
 from hooks.runtime import deployment_of, get_runtime
+from litellm_compat.wording import (FALLBACK_FAILED, RAW_MODEL_NAME_KEY, hidden_params, is_connect_failure,
+                                    is_ollama_error_line)
 
 log = logging.getLogger("gateway.routing")
 
@@ -55,9 +57,6 @@ TEXT_COMPLETION_CALL_TYPES = frozenset({"atext_completion", "text_completion"}) 
 # Chat, Responses and completions bodies are all measured by custom_router.facts.request_facts.
 ROUTED_CALL_TYPES = CHAT_CALL_TYPES | TEXT_COMPLETION_CALL_TYPES | RESPONSES_CALL_TYPES | EMBEDDING_CALL_TYPES
 CACHED_CALL_TYPES = CHAT_CALL_TYPES | EMBEDDING_CALL_TYPES  # replies hooks.cache may replay
-FALLBACK_FAILED = "also failed: "  # LiteLLM router's wording when the fallback group failed too
-OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # LiteLLM's wording for Ollama's error line
-RAW_MODEL_NAME_KEY = "_complexity_router_return_raw_model_name"  # LiteLLM: keep the served model's name
 REFUSAL_CODES = {Reason.CAPABILITY: "model_not_capable", Reason.OUTPUT_LIMIT: "max_tokens_too_large",
                  Reason.BUDGET: "budget_exceeded", Reason.LOCAL_ONLY: "local_only_unavailable",
                  Reason.NO_BACKEND: "no_backend_available"}
@@ -111,12 +110,6 @@ def failure_cause(exc: BaseException) -> str:
 def is_backend_failure(exc: BaseException) -> bool:
     """Client mistakes (400/422) stay as they are; everything else is the backend's fault."""
     return is_ollama_error_line(exc) or getattr(exc, "status_code", 500) not in (400, 413, 422)
-
-
-def is_ollama_error_line(exc: BaseException) -> bool:
-    """LiteLLM 1.108.7 raises a 400 for Ollama's own `{"error": ...}` stream line (a runner crash,
-    found by the soak test): the backend failed, not the client, so both tiers failing is a 503."""
-    return getattr(exc, "status_code", None) == 400 and OLLAMA_ERROR_LINE in str(getattr(exc, "message", None) or exc)
 
 
 def metadata_key(data: dict) -> str:
@@ -182,7 +175,7 @@ class RoutingHook(CustomLogger):
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):
         """Name the model group that actually served (after a fallback too), not `auto`; check a
         translated json_schema reply."""
-        hidden = getattr(response, "_hidden_params", None) or {}
+        hidden = hidden_params(response)
         served = deployment_of(hidden.get("model_id"))
         if served is not None and hasattr(response, "model"):
             response.model = served[0]
@@ -247,22 +240,6 @@ class RoutingHook(CustomLogger):
         else:
             return None  # LiteLLM did not try the other tier: its own error says why
         return HTTPException(status_code=503, detail=f"Both tiers failed. {first} ({_short(message)}); {second}")
-
-
-CONNECT_FAILURES = ("Cannot connect to host", "Connect call failed", "Connection refused", "All connection attempts failed",
-                    "Name or service not known", "ConnectError", "ConnectTimeout")
-
-
-def is_connect_failure(exc: BaseException) -> bool:
-    """True when the backend could not be reached at all. LiteLLM raises APIConnectionError for a
-    dropped reply, malformed JSON and its own bugs too; those must not mark Ollama down."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ConnectionRefusedError) or any(marker in f"{type(exc).__name__}: {exc}" for marker in CONNECT_FAILURES):
-            return True
-        exc = exc.__cause__ or exc.__context__ or getattr(exc, "original_exception", None)
-    return False
 
 
 def _short(text: str, limit: int = 240) -> str:

@@ -41,7 +41,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def deployment_of(model_id: str | None) -> tuple[str, str] | None:
     """(model group, gateway tier) of the LiteLLM deployment that served a response.
 
-    Runs several times a request; cheap because proxy_config.tuning (`deployment-objects`) keeps
+    Runs several times a request; cheap because litellm_compat.tuning (`deployment-objects`) keeps
     one Deployment per model-list entry instead of LiteLLM building one on every lookup."""
     if not model_id:
         return None

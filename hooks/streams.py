@@ -21,6 +21,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from hooks import context
 from hooks.routing import schema_error, schema_mismatch
+from litellm_compat.wording import upstream_finished
 
 log = logging.getLogger("gateway.streams")
 
@@ -36,22 +37,6 @@ class StreamIncomplete(Exception):
 def finish_reason(chunk: object) -> str | None:
     choices = getattr(chunk, "choices", None)
     return getattr(choices[0], "finish_reason", None) if choices else None
-
-
-def upstream_finished(stream: object) -> bool:
-    """Did the provider itself end this stream? True when that cannot be told."""
-    try:
-        if getattr(stream, "fallback_headers_adopted", False):
-            return True
-        if getattr(stream, "received_finish_reason", None) or getattr(stream, "intermittent_finish_reason", None):
-            return True
-        chunks = getattr(stream, "chunks", None)
-        if not isinstance(chunks, list):
-            return True
-        return any(finish_reason(chunk) for chunk in chunks)
-    except Exception:  # fail open
-        log.exception("stream check failed")
-        return True
 
 
 def delta_text(chunk: object) -> str:

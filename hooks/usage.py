@@ -24,6 +24,7 @@ from hooks import context, inflight
 from hooks.context import Usage
 from hooks.routing import failure_cause
 from hooks.runtime import get_runtime
+from litellm_compat.wording import is_connect_failure
 from proxy_config.keys import key_id
 
 log = logging.getLogger("gateway.usage")
@@ -75,25 +76,6 @@ def counted_usage(kwargs: dict, response_obj: object) -> Usage:
     return Usage(prompt=prompt, completion=completion + reasoning_tokens, reasoning=reasoning_tokens, counted=True)
 
 
-# LiteLLM maps a refused DeepSeek connection (aiohttp) to InternalServerError; its text says what happened.
-CONNECT_FAILURES = ("Cannot connect to host", "Connect call failed", "Connection refused", "ConnectError", "ConnectTimeout")
-
-
-# LiteLLM wraps exceptions it does not map (its own bugs, a client's odd body) in APIConnectionError too.
-NOT_CONNECTION = ("TypeError", "AttributeError", "KeyError", "ValueError", "IndexError", "JSONDecodeError")
-
-
-def is_connection_failure(exc: object) -> bool:
-    """True only when the backend could not be reached; a client's error never changes health."""
-    if exc is None:
-        return False
-    text = str(exc)
-    if any(name in text for name in NOT_CONNECTION) or isinstance(exc, (TypeError, ValueError)):
-        return False
-    return any(marker in text for marker in CONNECT_FAILURES) or (
-        failure_cause(exc) == "timeout" and "Connect" in repr(exc))
-
-
 class UsageCallback(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         ctx = context.current.get()
@@ -131,7 +113,7 @@ class UsageCallback(CustomLogger):
             exc = kwargs.get("exception")
             group = (kwargs.get("litellm_params") or {}).get("metadata", {}).get("model_group") or kwargs.get("model")
             runtime = get_runtime()
-            if runtime.tier_of(group) == "cloud" and is_connection_failure(exc):
+            if runtime.tier_of(group) == "cloud" and is_connect_failure(exc):
                 runtime.monitor.mark_cloud_unreachable(f"DeepSeek connection failed ({type(exc).__name__})")
             if ctx is not None:
                 ctx.backend_failures += 1

@@ -13,7 +13,7 @@ returned leaves the transport as `DeadlineTimeout` (status 408), which LiteLLM m
 an `httpx.ReadTimeout` that LiteLLM's stream wrapper maps to a connection error.
 tests/proxy_config/test_deadline_transport.py checks this against the pinned version.
 
-How it fails: like the shims in proxy_config.tuning, it checks its target and logs one line per
+How it fails: like the shims in litellm_compat.tuning, it checks its target and logs one line per
 worker: INFO with the deadlines when applied, a WARNING when skipped. When the class or method is
 missing, LiteLLM is told to use another transport, or installing raises, the deadlines are off
 and LiteLLM's idle timeouts still apply (fail open). Installing twice only replaces the deadline

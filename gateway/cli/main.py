@@ -100,7 +100,7 @@ def doctor(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     from proxy_config.doctor import diagnose
 
     settings = settings_or_exit(config_path=config)
-    findings = diagnose(settings)
+    findings = diagnose(settings) + [litellm_shims(settings)]
     if as_json:
         typer.echo(json.dumps(findings, indent=2))
     else:
@@ -109,6 +109,23 @@ def doctor(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             typer.echo(f"{mark}{item['what']}: {item['detail']}")
     if not all(item["ok"] for item in findings):
         raise typer.Exit(code=1)
+
+
+def litellm_shims(settings) -> dict:
+    """The doctor's line on LiteLLM: which shims apply with the installed release (litellm_compat)."""
+    from importlib.metadata import version
+
+    from litellm_compat.shims import check_all
+
+    outcomes = check_all(db_mode=settings.database_url is not None)
+    applied = [o.name for o in outcomes if o.applied]
+    broken = [f"{o.name} ({o.detail})" for o in outcomes if o.detail.startswith("target changed")]
+    other = [f"{o.name} ({o.detail})" for o in outcomes if not o.applied and not o.detail.startswith("target changed")]
+    detail = f"LiteLLM {version('litellm')}: shims that apply: {', '.join(applied) or 'none'}"
+    detail += f"; off: {', '.join(other)}" if other else ""
+    detail += (f"; NOT applying, their LiteLLM target changed (slower, still correct; scripts/try-litellm.sh): "
+               f"{', '.join(broken)}") if broken else ""
+    return {"what": "litellm shims", "ok": not broken, "detail": detail}
 
 
 @app.command()

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("custom_router", "hooks", "proxy_config", "gateway", "emulators")
+PRODUCT = ("custom_router", "litellm_compat", "hooks", "proxy_config", "gateway", "emulators")
 
 
 def modules(root: Path, packages: tuple[str, ...] = PRODUCT) -> dict[str, Path]:

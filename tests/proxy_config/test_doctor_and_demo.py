@@ -38,8 +38,13 @@ def test_doctor_passes_when_everything_is_reachable(ollama, deepseek, tmp_path):
     env = {"OLLAMA_URL": ollama.url, "DEEPSEEK_URL": deepseek.url, "DEEPSEEK_API_KEY": DEEPSEEK_KEY}
     result = run(["doctor", "--config", str(REPO / "config.yaml")], env, tmp_path)
     assert result.returncode == 0, result.stdout
-    assert result.stdout.count("ok  ") == 1 + 1 + 6 + 1  # config, ollama, 6 local models, deepseek
+    assert result.stdout.count("ok  ") == 1 + 1 + 6 + 1 + 1  # config, ollama, 6 local models, deepseek, litellm shims
     assert "ok  model qwen2.5:3b: not installed" in result.stdout
+    shims_line = next(line for line in result.stdout.splitlines() if line.startswith("ok  litellm shims: LiteLLM "))
+    assert "shims that apply: malloc-arenas, middlewares, otel-seed, ollama-static-lookup, route-checks, " \
+        "coordination-redis, deployment-usage, proxy-hooks, deployment-objects, free-deployment-cost, bridge-check, " \
+        "inline-thinking, completion-text, litellm-info-logs, inline-completion" in shims_line
+    assert "NOT applying" not in shims_line
 
 
 def test_doctor_explains_unreachable_ollama(tmp_path):

@@ -7,7 +7,7 @@ import litellm
 import pytest
 
 from hooks.auth import presented_key
-from hooks.usage import is_connection_failure
+from litellm_compat.wording import is_connect_failure as is_connection_failure
 from proxy_config.chat_checks import RequestRejected, check_n, check_served_model
 from gateway.errors import clean_message, fragments_pattern
 from gateway.gate import Access, classify

@@ -1,8 +1,8 @@
 """Corrections of LiteLLM 1.108.7 behaviour that would lose what the client asked for.
 
-Like proxy_config.tuning's shims, each one rebinds one attribute of a LiteLLM class, checks its
-target first, and is applied once per worker from tuning.apply (its name in the startup line);
-tests/proxy_config/test_litellm_fixes.py checks it against the pinned version.
+Like litellm_compat.tuning's shims, each one rebinds one attribute of a LiteLLM class, checks its
+target first, and is applied once per worker from litellm_compat.shims.apply (its name in the startup line);
+tests/architecture/test_litellm_fixes.py checks it against the pinned version.
 
 - `inline-thinking`: Ollama releases before 0.12.4 (and models whose template has no thinking
   field) stream reasoning inline, `<think>` ... `</think>`, in `message.content`. LiteLLM's stream
@@ -87,6 +87,6 @@ def text_never_null() -> bool:
                 choice["text"] = ""
         return response
 
-    convert_to_text_completion_object._gateway_text_never_null = True
+    convert_to_text_completion_object._gateway_text_never_null = True  # type: ignore[attr-defined]
     wrapper.convert_to_text_completion_object = convert_to_text_completion_object
     return True

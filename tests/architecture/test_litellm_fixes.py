@@ -1,11 +1,11 @@
-"""proxy_config.litellm_fixes against the pinned LiteLLM: inline <think> streams keep their reasoning."""
+"""litellm_compat.fixes against the pinned LiteLLM: inline <think> streams keep their reasoning."""
 
 from __future__ import annotations
 
 import pytest
 from litellm.llms.ollama.chat.transformation import OllamaChatCompletionResponseIterator
 
-from proxy_config.litellm_fixes import split_inline_thinking, split_thinking
+from litellm_compat.fixes import split_inline_thinking, split_thinking
 
 INLINE = ["<think>", "\nLet", " me think.", "\n</think>", "\n\nHello", " there"]
 

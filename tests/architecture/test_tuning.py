@@ -1,6 +1,6 @@
-"""proxy_config.tuning against the pinned LiteLLM: every shim's target exists, and each shim keeps
-LiteLLM's behaviour while skipping its work. A LiteLLM upgrade that renames or reshapes what a
-shim touches fails here, not silently in production. Every global a test changes is restored.
+"""litellm_compat.tuning against the installed LiteLLM: each shim keeps LiteLLM's behaviour while
+skipping its work, and passes a parameter it does not know on to LiteLLM. Whether each target still
+exists is tests/architecture/test_litellm_compat.py. Every global a test changes is restored.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from proxy_config import tuning
+from litellm_compat import shims, tuning
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,9 @@ def litellm_proxy():
         yield proxy_server
 
 
-def test_litellm_is_the_pinned_version_the_shims_were_written_for():
-    from importlib.metadata import version
-
-    assert version("litellm") == "1.108.7"
+def test_every_shim_holds_on_the_installed_litellm():
+    """Not the version: what the shims need. An upgrade that breaks one names it here."""
+    assert {o.name: o.detail for o in shims.check_all() if not o.applied} == {}
 
 
 # --- middlewares ---------------------------------------------------------------------------------
@@ -263,15 +262,60 @@ def _settings(database_url=None):
     return SimpleNamespace(database_url=database_url, debug=False, log_level="INFO")
 
 
-def test_apply_reports_what_it_applied_and_skips_db_features_in_db_mode():
+def _applied(outcomes):
+    return [(o.name, o.detail) for o in outcomes if o.applied]
+
+
+def test_apply_reports_what_it_applied_and_skips_db_features_in_db_mode(caplog):
+    names = frozenset(shim.name for shim in shims.SHIMS)
     app = _fake_app(*_classes(*tuning.DROPPED_MIDDLEWARES))
-    only_middlewares = frozenset(tuning.SHIMS) - {"middlewares"}
-    assert tuning.apply(app, _settings(), skip=only_middlewares) == [
-        "middlewares(-" + ",".join(name for _, name in tuning.DROPPED_MIDDLEWARES) + ")"]
+    only_middlewares = names - {"middlewares"}
+    with caplog.at_level(logging.INFO, logger="gateway.tuning"):
+        outcomes = shims.apply(app, _settings(), skip=only_middlewares)
+    assert _applied(outcomes) == [("middlewares", "-" + ",".join(name for _, name in tuning.DROPPED_MIDDLEWARES))]
+    assert len(outcomes) == 13 and {o.detail for o in outcomes if not o.applied} == {"skipped on request"}
+    assert "litellm_compat before startup: applied middlewares(-" in caplog.text
     app = _fake_app(*_classes(*tuning.DROPPED_MIDDLEWARES))
-    applied = tuning.apply(app, _settings("postgresql://gateway@db/gateway"), skip=only_middlewares - tuning.DB_MODE_OFF)
-    assert applied == ["middlewares(-" + ",".join(n for (_, n), (_, db) in tuning.DROPPED_MIDDLEWARES.items() if not db) + ")"]
-    assert tuning.apply(_fake_app(), _settings(), skip=frozenset(tuning.SHIMS)) == []
+    outcomes = shims.apply(app, _settings("postgresql://gateway@db/gateway"), skip=only_middlewares - shims.DB_MODE_OFF)
+    assert _applied(outcomes) == [
+        ("middlewares", "-" + ",".join(n for (_, n), (_, db) in tuning.DROPPED_MIDDLEWARES.items() if not db))]
+    assert {o.name for o in outcomes if o.detail.startswith("not in DB mode")} == shims.DB_MODE_OFF
+    assert _applied(shims.apply(_fake_app(), _settings(), skip=names)) == []
+
+
+def test_a_shim_whose_target_changed_is_skipped_with_a_warning_naming_it(monkeypatch, caplog):
+    moved = shims.Shim("route-checks", "memoize", (("litellm.proxy.auth.route_checks:RouteChecks.is_gone", ("route",)),))
+    monkeypatch.setitem(shims.BY_NAME, "route-checks", moved)
+    called = []
+    with caplog.at_level(logging.WARNING, logger="gateway.tuning"):
+        outcome = shims._run(moved, lambda: called.append(1) or True, frozenset(), db_mode=False)
+    assert called == [] and outcome.applied is False
+    assert outcome.detail == "target changed: litellm.proxy.auth.route_checks:RouteChecks.is_gone does not exist"
+    assert "route-checks skipped, its target changed" in caplog.text
+
+
+def test_a_target_that_lost_a_parameter_does_not_hold_and_a_new_parameter_is_fine():
+    def before(model, custom_llm_provider): ...
+    def renamed(model_name, custom_llm_provider): ...
+    def grown(model, custom_llm_provider, new_flag=None): ...
+
+    for fn in (before, renamed, grown):
+        setattr(tuning, "_probe", fn)
+        try:
+            problem = shims.target_problem("litellm_compat.tuning:_probe", ("model", "custom_llm_provider"))
+        finally:
+            delattr(tuning, "_probe")
+        assert problem == (None if fn is not renamed else "litellm_compat.tuning:_probe has no parameter model")
+
+
+def test_a_shim_that_raises_is_logged_and_litellm_behaviour_kept(caplog):
+    def boom():
+        raise RuntimeError("x")
+
+    with caplog.at_level(logging.WARNING, logger="gateway.tuning"):
+        outcome = shims._run(shims.BY_NAME["malloc-arenas"], boom, frozenset(), db_mode=False)
+    assert (outcome.applied, outcome.detail) == (False, "failed: RuntimeError")
+    assert "malloc-arenas failed while applying" in caplog.text
 
 
 @pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier:UserWarning")  # pydantic on LiteLLM's types

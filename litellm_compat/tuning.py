@@ -1,14 +1,12 @@
-"""Runtime shims that remove per-request work LiteLLM 1.108.7 does and this product does not use.
+"""The speed shims: per-request work LiteLLM 1.108.7 does and this product does not use.
 
-Found with py-spy and measured with `python -m bench` (docs/performance.md). `apply(litellm_app,
-settings)` runs once per worker in create_app, before Starlette builds LiteLLM's middleware
-stack and before LiteLLM's startup; `after_startup(settings)` runs when that startup is done.
-Nothing in site-packages is edited: each shim rebinds one attribute of a LiteLLM module, class
-or app object, and tests/proxy_config/test_tuning.py checks each target against the pinned
-version, so an upgrade that renames one fails there loudly. At run time a shim that raises is
-logged and skipped (fail open: the gateway works, only slower). One INFO line per worker says
-what was applied. In DB mode (DATABASE_URL: LiteLLM virtual keys) the shims that would switch
-off what those keys use are not applied (DB_MODE_OFF, and the DB-tied middlewares).
+Found with py-spy and measured with `python -m bench` (docs/performance.md). Which shim runs when,
+its target and the check of that target are in litellm_compat.shims. Nothing in
+site-packages is edited: each shim rebinds one attribute of a LiteLLM module, class or app
+object; a replacement function takes `*args, **kwargs` and hands them on unchanged, so a parameter
+a later LiteLLM adds passes through. tests/architecture/test_tuning.py checks each shim keeps
+LiteLLM's behaviour. In DB mode (DATABASE_URL: LiteLLM virtual keys) the DB-tied middlewares
+are kept.
 
 - `malloc-arenas`: cap glibc's malloc arenas at 2 (what MALLOC_ARENA_MAX=2 does): threads that
   allocate get arenas of their own and freed memory stays spread over them.
@@ -55,8 +53,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
-
-from proxy_config import litellm_fixes
 
 log = logging.getLogger("gateway.tuning")
 
@@ -114,7 +110,7 @@ def skip_failed_otel_seed() -> bool:
     return False  # OTel is installed: keep LiteLLM's behaviour
 
 
-def _no_destinations(user_api_key_dict, request=None) -> None:
+def _no_destinations(*args, **kwargs) -> None:
     """What LiteLLM's seeding does when OpenTelemetry is not installed: nothing."""
 
 
@@ -128,7 +124,10 @@ def cache_ollama_static_lookup() -> bool:
     strip = OllamaModelInfo._strip_ollama_model_prefix
     cache: dict[str, object] = {"id": None, "size": -1, "keys": frozenset()}
 
-    def is_static_ollama_model(model: str) -> bool:
+    @functools.wraps(original.__func__)
+    def is_static_ollama_model(model: str, *args, **kwargs) -> bool:
+        if args or kwargs:  # a parameter this shim does not know: LiteLLM answers
+            return original.__func__(model, *args, **kwargs)
         import litellm
 
         costs = litellm.model_cost
@@ -151,7 +150,7 @@ def no_env_coordination_redis() -> bool:
         log.warning("tuning: ProxyConfig._init_coordination_redis_env_fallback not found; coordination-redis skipped")
         return False
 
-    async def no_fallback(litellm_settings) -> None:
+    async def no_fallback(*args, **kwargs) -> None:
         return None
 
     ProxyConfig._init_coordination_redis_env_fallback = staticmethod(no_fallback)
@@ -212,7 +211,11 @@ def skip_unlimited_deployment_usage() -> bool:
                   deployment.litellm_params.rpm, info.get("tpm"), info.get("rpm"))
         return all(limit is None for limit in limits) and not has_io_limits(deployment.model_dump())
 
-    async def _increment_deployment_usage(self, *, deployment_id, model_group, **kwargs):
+    @functools.wraps(original)
+    async def _increment_deployment_usage(self, *args, **kwargs):
+        deployment_id, model_group = kwargs.get("deployment_id"), kwargs.get("model_group")
+        if args or deployment_id is None or model_group is None:  # LiteLLM passes them by name; else leave it be
+            return await original(self, *args, **kwargs)
         version = (id(self.model_list), len(self.model_list), id(litellm.model_cost), len(litellm.model_cost))
         known = self.__dict__.setdefault("_gateway_unlimited", {})
         key = (deployment_id, model_group)
@@ -220,7 +223,7 @@ def skip_unlimited_deployment_usage() -> bool:
             known[key] = (version, unlimited(self, deployment_id, model_group))
         if known[key][1]:
             return None
-        return await original(self, deployment_id=deployment_id, model_group=model_group, **kwargs)
+        return await original(self, *args, **kwargs)
 
     _increment_deployment_usage._gateway_tuned = True  # type: ignore[attr-defined]
     Router._increment_deployment_usage = _increment_deployment_usage
@@ -246,15 +249,18 @@ def cache_deployment_objects() -> bool:
     if not callable(original) or getattr(original, "_gateway_tuned", False):
         return False
 
-    def get_deployment(self, model_id: str):
-        index = self.model_id_to_deployment_index_map.get(model_id)
+    @functools.wraps(original)
+    def get_deployment(self, *args, **kwargs):
+        named = dict(zip(("model_id",), args), **kwargs)
+        model_id = named.get("model_id") if len(named) == 1 else None  # another parameter: LiteLLM answers
+        index = self.model_id_to_deployment_index_map.get(model_id) if model_id is not None else None
         entry = self.model_list[index] if index is not None and index < len(self.model_list) else None
         if not isinstance(entry, dict):
-            return original(self, model_id)
+            return original(self, *args, **kwargs)
         built = self.__dict__.setdefault("_gateway_deployments", {})
         known = built.get(model_id)
         if known is None or known[0] is not entry:
-            known = built[model_id] = (entry, original(self, model_id))
+            known = built[model_id] = (entry, original(self, *args, **kwargs))
         return known[1]
 
     get_deployment._gateway_tuned = True  # type: ignore[attr-defined]
@@ -304,20 +310,21 @@ def zero_cost_for_free_deployments() -> bool:
     if not callable(calculate) or not callable(diagnose) or getattr(calculate, "_gateway_tuned", False):
         return False
 
-    def response_cost_calculator(self, result, cache_hit=None, litellm_model_name=None, router_model_id=None):
+    @functools.wraps(calculate)
+    def response_cost_calculator(self, result, *args, **kwargs):
         hidden = getattr(result, "_hidden_params", None)
-        model_id = router_model_id or (hidden.get("model_id") if isinstance(hidden, dict) else None)
-        if _is_free(model_id or self.get_router_model_id()):
+        model_id = kwargs.get("router_model_id") or (hidden.get("model_id") if isinstance(hidden, dict) else None)
+        if not args and _is_free(model_id or self.get_router_model_id()):
             self.model_call_details["zero_cost_diagnostic"] = None
             return 0.0
-        return calculate(self, result, cache_hit=cache_hit, litellm_model_name=litellm_model_name,
-                         router_model_id=router_model_id)
+        return calculate(self, result, *args, **kwargs)
 
-    def _record_zero_cost_diagnostic(self, result, response_cost, **kwargs):
-        if response_cost == 0 and _is_free(kwargs.get("router_model_id") or self.get_router_model_id()):
+    @functools.wraps(diagnose)
+    def _record_zero_cost_diagnostic(self, result, response_cost, *args, **kwargs):
+        if not args and response_cost == 0 and _is_free(kwargs.get("router_model_id") or self.get_router_model_id()):
             self.model_call_details["zero_cost_diagnostic"] = None
             return None
-        return diagnose(self, result, response_cost, **kwargs)
+        return diagnose(self, result, response_cost, *args, **kwargs)
 
     response_cost_calculator._gateway_tuned = True  # type: ignore[attr-defined]
     Logging.response_cost_calculator = response_cost_calculator
@@ -338,12 +345,13 @@ def cache_bridge_check() -> bool:
         return False
     answers: dict[tuple, tuple[dict, str]] = {}
 
-    def responses_api_bridge_check(model, custom_llm_provider, web_search_options=None, tools=None,
-                                   reasoning_effort=None, reasoning_summary=None, api_base=None):
-        if custom_llm_provider not in BRIDGE_CACHED_PROVIDERS or model.startswith("responses/"):
-            return original(model=model, custom_llm_provider=custom_llm_provider, web_search_options=web_search_options,
-                            tools=tools, reasoning_effort=reasoning_effort, reasoning_summary=reasoning_summary,
-                            api_base=api_base)
+    @functools.wraps(original)
+    def responses_api_bridge_check(*args, **kwargs):
+        named = dict(zip(("model", "custom_llm_provider"), args), **kwargs)
+        model, custom_llm_provider = named.get("model"), named.get("custom_llm_provider")
+        if (custom_llm_provider not in BRIDGE_CACHED_PROVIDERS or not isinstance(model, str)
+                or model.startswith("responses/") or len(args) > 2):
+            return original(*args, **kwargs)
         key = (model, custom_llm_provider, id(litellm.model_cost), len(litellm.model_cost))
         if key not in answers:
             if len(answers) > 1024:
@@ -416,43 +424,6 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     return ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas) == 1
 
 
-SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
-         "deployment-usage", "proxy-hooks", "deployment-objects", "free-deployment-cost", "bridge-check",
-         "inline-thinking", "completion-text", "litellm-info-logs", "inline-completion")
-# LiteLLM keys need these, or the admin UI can edit deployments (and their prices) in place
-DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks", "deployment-objects",
-                         "free-deployment-cost"})
-
-
-def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str]:
-    """Apply the shims before LiteLLM's startup; returns what was applied (also logged once)."""
-    db_mode = settings.database_url is not None
-    shims = {
-        "malloc-arenas": limit_malloc_arenas,
-        "middlewares": lambda: drop_middlewares(litellm_app, db_mode),
-        "otel-seed": skip_failed_otel_seed,
-        "ollama-static-lookup": cache_ollama_static_lookup,
-        "route-checks": cache_management_route_check,
-        "coordination-redis": no_env_coordination_redis,
-        "deployment-usage": skip_unlimited_deployment_usage,
-        "proxy-hooks": drop_unused_proxy_hooks,
-        "deployment-objects": cache_deployment_objects,
-        "free-deployment-cost": zero_cost_for_free_deployments,
-        "bridge-check": cache_bridge_check,
-        "inline-thinking": litellm_fixes.split_inline_thinking,  # a correction, not speed (proxy_config.litellm_fixes)
-        "completion-text": litellm_fixes.text_never_null,  # a correction too: completions streams end with a text
-    }
-    applied = []
-    for name, shim in shims.items():
-        if name in skip or (db_mode and name in DB_MODE_OFF):
-            continue
-        result = _safely(name, shim)
-        if result:
-            applied.append(f"{name}(-{','.join(result)})" if isinstance(result, list) else name)
-    log.info("tuning: applied %s", " ".join(applied) or "nothing")
-    return applied
-
-
 def quiet_litellm_loggers(settings) -> bool:
     """Keep LiteLLM's loggers at WARNING (or the configured level, if higher) unless debugging."""
     if settings.debug or settings.log_level == "DEBUG":
@@ -461,20 +432,3 @@ def quiet_litellm_loggers(settings) -> bool:
     for name in LITELLM_LOGGERS:
         logging.getLogger(name).setLevel(level)
     return True
-
-
-def after_startup(settings, skip: frozenset[str] = frozenset()) -> None:
-    """Run in the serving event loop once LiteLLM's startup is complete (it sets its log levels there)."""
-    if "litellm-info-logs" not in skip:
-        _safely("litellm-info-logs", lambda: quiet_litellm_loggers(settings))
-    if "inline-completion" not in skip:
-        _safely("inline-completion", inline_completion_setup)
-
-
-def _safely(name: str, shim):
-    """The shim's result, or None when it raised (logged; LiteLLM's behaviour is kept)."""
-    try:
-        return shim()
-    except Exception:  # a shim must never stop the gateway from starting
-        log.warning("tuning: %s failed; LiteLLM's behaviour is kept", name, exc_info=True)
-        return None
