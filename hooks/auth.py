@@ -42,7 +42,7 @@ from custom_router.policy import Reason
 from hooks import context
 from hooks.ratelimit import Limits, Verdict, get_limiter, headers
 from hooks.runtime import get_runtime
-from proxy_config.keys import ClientKey, KeyTable, key_hash, key_id, load_keys
+from proxy_config.keys import ClientKey, KeyTable, key_digest, key_id, load_keys
 
 log = logging.getLogger("gateway.auth")
 
@@ -143,7 +143,7 @@ def identify(presented: str | None, db_mode: bool = False) -> Identity:
     if not presented:
         return NO_KEY
     table = key_table()
-    kid = key_id(key_hash(presented))
+    kid = key_id(key_digest(presented))
     if table.is_master(presented):
         return Identity("master", kid)
     key = table.lookup(presented)

@@ -36,7 +36,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     decision: Decision | None = None
     # Observability (hooks.usage fills these from LiteLLM callbacks, gateway.app from the response).
-    key_hash: str | None = None
+    key_hash: str | None = None  # the short id, proxy_config.keys.key_id (sha256:1a2b3c4d), never the digest
     requested_model: str | None = None
     served_model: str | None = None
     usage: Usage | None = None

@@ -13,8 +13,9 @@ API_KEYS). An entry is
       cloud_budget_usd: 5.00          # optional monthly cloud budget (default KEY_CLOUD_BUDGET_USD)
       local_only: true                # optional: never send this key's requests to the cloud
 
-Keys are only ever compared and logged by their sha256 (`key_id` gives the short form for
-logs). Invalid files raise `SettingsError` naming the file, entry and field.
+Keys are only ever compared by their full sha256 (`key_digest`) and logged by its short form
+(`key_id`; the ledger's `key_hash` column and `RequestContext.key_hash` hold that short form).
+Invalid files raise `SettingsError` naming the file, entry and field.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from proxy_config.settings import Settings, SettingsError, read_config
 ENV_REF = "os.environ/"
 
 
-def key_hash(key: str) -> str:
-    """sha256 hex digest; equal to LiteLLM's virtual-key token hash for the same key."""
+def key_digest(key: str) -> str:
+    """The key's full sha256 hex digest; equal to LiteLLM's virtual-key token hash for the same key."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
 def key_id(digest: str) -> str:
-    """The short form logs show: sha256:1a2b3c4d."""
+    """The short form logs, metrics and the ledger's `key_hash` column show: sha256:1a2b3c4d."""
     return f"sha256:{digest[:8]}"
 
 
@@ -89,10 +90,10 @@ class KeyTable:
     master_digest: str | None
 
     def is_master(self, presented: str) -> bool:
-        return self.master_digest is not None and hmac.compare_digest(key_hash(presented), self.master_digest)
+        return self.master_digest is not None and hmac.compare_digest(key_digest(presented), self.master_digest)
 
     def lookup(self, presented: str) -> ClientKey | None:
-        return self.keys.get(key_hash(presented))
+        return self.keys.get(key_digest(presented))
 
 
 def _resolve(value: str, where: str, environ: dict[str, str]) -> str:
@@ -130,7 +131,7 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
                     budget=settings.key_cloud_budget_usd)
     for secret in settings.api_keys:
         value = secret.get_secret_value()
-        digest = key_hash(value)
+        digest = key_digest(value)
         keys[digest] = ClientKey(digest, f"key-{digest[:8]}", secret=value, **defaults)
     sources = [("config.yaml gateway_keys", _entries(read_config(settings.config_path).get("gateway_keys") or [],
                                                     f"{settings.config_path} gateway_keys"))]
@@ -139,7 +140,7 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
     for source, entries in sources:
         for index, entry in enumerate(entries):
             value = None if entry.key is None else _resolve(entry.key, f"{source} entry {index}", environ)
-            digest = entry.sha256 or key_hash(value)
+            digest = entry.sha256 or key_digest(value)
             known = keys.get(digest)
             base = dict(requests=known.requests, window=known.window, tpm=known.tpm, budget=known.budget) if known else defaults
             keys[digest] = ClientKey(
@@ -154,7 +155,7 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
                 local_only=entry.local_only if entry.local_only is not None else bool(known and known.local_only),
             )
     master = settings.master_key.get_secret_value() if settings.master_key else None
-    return KeyTable(keys, key_hash(master) if master else None)
+    return KeyTable(keys, key_digest(master) if master else None)
 
 
 def set_budget(path: Path, key: ClientKey, usd: float) -> None:

@@ -12,7 +12,7 @@ import typer
 
 from gateway.cli.common import ConfigOpt, JsonOpt, fail, settings_or_exit
 from gateway.report import budget_status
-from proxy_config.keys import KeyTable, key_hash, load_keys, set_budget
+from proxy_config.keys import KeyTable, key_digest, load_keys, set_budget
 from proxy_config.settings import Settings, SettingsError
 
 app = typer.Typer(help="Client API keys: list them, make a new one, register them as LiteLLM virtual keys.",
@@ -50,7 +50,7 @@ def new_key(name: Annotated[str, typer.Option(help="Label for the keys file entr
         raise typer.BadParameter("use letters, digits and . _ @ - only", param_hint="--name")
     key = "sk-" + secrets.token_hex(24)
     typer.echo(f"key (give it to the client; it is not stored anywhere): {key}")
-    typer.echo(f"keys file entry:\n  - name: {name}\n    sha256: {key_hash(key)}")
+    typer.echo(f"keys file entry:\n  - name: {name}\n    sha256: {key_digest(key)}")
 
 
 @app.command("sync")

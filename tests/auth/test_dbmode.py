@@ -14,7 +14,7 @@ import yaml
 
 from emulators._common import serve_in_thread
 from proxy_config import dbmode
-from proxy_config.keys import key_hash
+from proxy_config.keys import key_digest
 from proxy_config.settings import load_settings
 from tests.auth.conftest import environ_without_gateway_vars
 from tests.auth.key_api import KeyApi
@@ -101,7 +101,7 @@ def sync(url: str, cwd: Path, *args: str, **env: str) -> tuple[int, list[dict]]:
     keys_file = cwd / "keys.yaml"
     keys_file.write_text(yaml.safe_dump({"keys": [
         {"name": "bravo", "key": SYNC_B, "rate_limit_requests": 30, "rate_limit_window": 30, "rate_limit_tpm": 5000},
-        {"name": "hashed", "sha256": key_hash(HASHED_KEY)},
+        {"name": "hashed", "sha256": key_digest(HASHED_KEY)},
     ]}))
     base = {"API_KEYS": f"{SYNC_A},{SHORT_KEY}", "KEYS_FILE": str(keys_file), "RATE_LIMIT_REQUESTS": "100"}
     result = gateway("keys", "sync", "--url", url, "--json", *args, cwd=cwd, **{**base, **env})
@@ -118,27 +118,27 @@ def test_keys_sync_registers_static_keys_as_virtual_keys(key_api, tmp_path):
     api, url = key_api
     code, results = sync(url, tmp_path)
     assert code == 0
-    assert actions(results) == {f"key-{key_hash(SYNC_A)[:8]}": "created", f"key-{key_hash(SHORT_KEY)[:8]}": "skipped",
+    assert actions(results) == {f"key-{key_digest(SYNC_A)[:8]}": "created", f"key-{key_digest(SHORT_KEY)[:8]}": "skipped",
                                 "bravo": "created", "hashed": "skipped"}
-    assert api.rows[key_hash(SYNC_A)]["rpm_limit"] == 100
-    assert (api.rows[key_hash(SYNC_B)]["key_alias"], api.rows[key_hash(SYNC_B)]["rpm_limit"]) == ("bravo", 60)
-    assert api.rows[key_hash(SYNC_B)]["tpm_limit"] == 5000
+    assert api.rows[key_digest(SYNC_A)]["rpm_limit"] == 100
+    assert (api.rows[key_digest(SYNC_B)]["key_alias"], api.rows[key_digest(SYNC_B)]["rpm_limit"]) == ("bravo", 60)
+    assert api.rows[key_digest(SYNC_B)]["tpm_limit"] == 5000
     assert not any(secret in u for u in api.urls for secret in (SYNC_A, SYNC_B))  # lookups by sha256 only
 
     code, again = sync(url, tmp_path)
-    assert (code, actions(again)["bravo"], actions(again)[f"key-{key_hash(SYNC_A)[:8]}"]) == (0, "unchanged", "unchanged")
+    assert (code, actions(again)["bravo"], actions(again)[f"key-{key_digest(SYNC_A)[:8]}"]) == (0, "unchanged", "unchanged")
 
 
 def test_keys_sync_updates_changed_limits_and_dry_run_changes_nothing(key_api, tmp_path):
     api, url = key_api
     sync(url, tmp_path)
-    name_a = f"key-{key_hash(SYNC_A)[:8]}"
+    name_a = f"key-{key_digest(SYNC_A)[:8]}"
     code, planned = sync(url, tmp_path, "--dry-run", RATE_LIMIT_REQUESTS="40")
     assert (code, actions(planned)[name_a]) == (0, "would-update")
-    assert api.rows[key_hash(SYNC_A)]["rpm_limit"] == 100
+    assert api.rows[key_digest(SYNC_A)]["rpm_limit"] == 100
     code, applied = sync(url, tmp_path, RATE_LIMIT_REQUESTS="40")
     assert (code, actions(applied)[name_a], actions(applied)["bravo"]) == (0, "updated", "unchanged")
-    assert api.rows[key_hash(SYNC_A)]["rpm_limit"] == 40
+    assert api.rows[key_digest(SYNC_A)]["rpm_limit"] == 40
 
 
 def test_keys_sync_fails_with_the_api_error_when_the_master_key_is_wrong(key_api, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from proxy_config.check import check_config
-from proxy_config.keys import key_hash, key_id, load_keys
+from proxy_config.keys import key_digest, key_id, load_keys
 from proxy_config.settings import SettingsError, load_settings
 from tests.harness import MASTER_KEY, REPO
 
@@ -31,8 +31,8 @@ def settings_for(tmp_path: Path, gateway_keys: list | None = None, keys: list | 
 def test_api_keys_get_the_default_limits_and_hashed_names(tmp_path):
     table = load_keys(settings_for(tmp_path, API_KEYS=f"{ALPHA}, {BRAVO}", RATE_LIMIT_REQUESTS="7"))
     alpha = table.lookup(ALPHA)
-    assert (alpha.name, alpha.requests, alpha.window, alpha.tpm) == (f"key-{key_hash(ALPHA)[:8]}", 7, 60, None)
-    assert alpha.id == key_id(key_hash(ALPHA)) == f"sha256:{key_hash(ALPHA)[:8]}"
+    assert (alpha.name, alpha.requests, alpha.window, alpha.tpm) == (f"key-{key_digest(ALPHA)[:8]}", 7, 60, None)
+    assert alpha.id == key_id(key_digest(ALPHA)) == f"sha256:{key_digest(ALPHA)[:8]}"
     assert table.lookup("sk-unit-unknown-000000000000") is None
     assert table.is_master(MASTER_KEY) and not table.is_master(ALPHA)
 
@@ -49,14 +49,14 @@ def test_keys_file_overrides_config_which_overrides_api_keys(tmp_path):
 
 
 def test_keys_file_entries_by_sha256_and_environment_reference(tmp_path):
-    keys = [{"name": "hashed", "sha256": key_hash(BRAVO)}, {"name": "env", "key": "os.environ/UNIT_ALPHA"}]
+    keys = [{"name": "hashed", "sha256": key_digest(BRAVO)}, {"name": "env", "key": "os.environ/UNIT_ALPHA"}]
     table = load_keys(settings_for(tmp_path, keys=keys), environ={"UNIT_ALPHA": ALPHA})
     assert (table.lookup(BRAVO).name, table.lookup(BRAVO).secret) == ("hashed", None)
     assert table.lookup(ALPHA).name == "env"
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({"name": "both", "key": ALPHA, "sha256": key_hash(ALPHA)}, "set exactly one of key or sha256"),
+    ({"name": "both", "key": ALPHA, "sha256": key_digest(ALPHA)}, "set exactly one of key or sha256"),
     ({"key": ALPHA, "rate_limit_requests": 0}, "keys.0.rate_limit_requests"),
     ({"key": ALPHA, "limit": 5}, "keys.0.limit"),
     ({"key": "os.environ/UNIT_MISSING"}, "UNIT_MISSING is not set"),

@@ -15,7 +15,7 @@ from tests.auth.conftest import (
     KEY_A, KEY_B, KEY_C, KEY_OUTAGE, KEY_PROBE, KEY_STALL, KEY_TPM, LIMIT, TPM_LIMIT, RedisServer, auth_header, gateway_env,
 )
 from tests.harness import Gateway
-from proxy_config.keys import key_hash
+from proxy_config.keys import key_digest
 
 CHAT = {"model": "qwen2.5:7b", "messages": [{"role": "user", "content": "Say hello."}]}
 BURST = 25
@@ -55,11 +55,11 @@ def test_two_gateway_processes_sharing_redis_admit_exactly_the_limit(limited, se
     responses = asyncio.run(burst([limited.url, second.url], KEY_C, BURST))
     assert_exactly_limit_pass(responses)
     assert ollama.chats("qwen2.5:7b") == LIMIT
-    assert fresh_redis.client().zcard(f"gateway:rl:{key_hash(KEY_C)}:req") == LIMIT
+    assert fresh_redis.client().zcard(f"gateway:rl:{key_digest(KEY_C)}:req") == LIMIT
 
 
 def test_tokens_per_minute_budget_refuses_once_spent(limited, fresh_redis):
-    counter = f"gateway:rl:{key_hash(KEY_TPM)}:tok"
+    counter = f"gateway:rl:{key_digest(KEY_TPM)}:tok"
 
     def used() -> int:
         return int(fresh_redis.client().hget(counter, "used") or 0)
@@ -97,7 +97,7 @@ def test_redis_outage_keeps_serving_and_limits_return_with_redis(ollama, deepsee
     env = gateway_env(ollama, deepseek, outage_redis.url, RATE_LIMIT_REQUESTS="5",
                       API_KEYS=f"{KEY_OUTAGE},{KEY_PROBE},{KEY_STALL}")
     gw = Gateway("auth-outage", env).wait_ready()
-    probe_key = f"gateway:rl:{key_hash(KEY_PROBE)}:req"
+    probe_key = f"gateway:rl:{key_digest(KEY_PROBE)}:req"
 
     def post(key: str) -> httpx.Response:  # the timeout is the must-not-hang bound
         return httpx.post(f"{gw.url}/v1/chat/completions", headers=auth_header(key), json=CHAT, timeout=8)
@@ -121,7 +121,7 @@ def test_redis_outage_keeps_serving_and_limits_return_with_redis(ollama, deepsee
         after = [post(KEY_OUTAGE).status_code for _ in range(7)]
         # Redis counts from zero again, so 5 pass; the in-memory limiter, holding 3, would pass only 2.
         assert after == [200] * 5 + [429] * 2
-        assert outage_redis.client().zcard(f"gateway:rl:{key_hash(KEY_OUTAGE)}:req") == 5
+        assert outage_redis.client().zcard(f"gateway:rl:{key_digest(KEY_OUTAGE)}:req") == 5
         log = gw.log()
         assert (log.count("rate limits now count in this process only"), log.count("is back; rate limits")) == (2, 2)
     finally:

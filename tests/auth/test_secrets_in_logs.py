@@ -6,7 +6,7 @@ lost its Redis; it also reads the logs other tests wrote in this session under L
 
 from __future__ import annotations
 
-from proxy_config.keys import key_hash, key_id
+from proxy_config.keys import key_digest, key_id
 from tests.auth.conftest import TEST_KEYS, session_logs
 from tests.harness import DEEPSEEK_KEY, MASTER_KEY
 
@@ -19,7 +19,7 @@ def test_no_key_appears_in_any_log_of_the_session(limited, second):
     leaks = {}
     for path in logs:
         text = path.read_text(errors="replace")
-        found = [key_id(key_hash(s)) for s in secrets if s in text]
+        found = [key_id(key_digest(s)) for s in secrets if s in text]
         if found:
             leaks[path.name] = found
     assert leaks == {}

@@ -29,7 +29,7 @@ import pytest
 
 from hooks.ledger_store import SQLITE_FILE
 from hooks.ratelimit import REDIS_DEADLINE
-from proxy_config.keys import key_hash
+from proxy_config.keys import key_digest
 from tests.harness import DEEPSEEK_KEY, MASTER_KEY, Gateway, free_port
 from tests.observability.helpers import scrape, wait_until
 from tests.redis_server import RedisServer
@@ -102,7 +102,7 @@ def test_redis_down_at_startup_limits_in_memory_then_in_redis_once_it_listens(in
     assert infra_gw.log().count(WENT_DOWN) == 1  # one warning per outage, not one per request
 
     redis_later.start()
-    bucket = f"gateway:rl:{key_hash(PROBE)}:req"
+    bucket = f"gateway:rl:{key_digest(PROBE)}:req"
     wait_until(lambda: chat(infra_gw, False, PROBE)[0].status_code == 200 and redis_later.client().exists(bucket),
                "the limiter to use Redis again", timeout=15)
     assert infra_gw.log().count(CAME_BACK) == 1
@@ -110,7 +110,7 @@ def test_redis_down_at_startup_limits_in_memory_then_in_redis_once_it_listens(in
     # Redis counts from zero: LIMIT more pass (the in-memory count of 2 would allow only 3), then a 429.
     statuses = [chat(infra_gw, i % 2 == 1, KEY)[0].status_code for i in range(LIMIT)]
     assert statuses == [200] * LIMIT
-    assert redis_later.client().zcard(f"gateway:rl:{key_hash(KEY)}:req") == LIMIT
+    assert redis_later.client().zcard(f"gateway:rl:{key_digest(KEY)}:req") == LIMIT
     refused = infra_gw.post("/v1/chat/completions", {"model": "auto", "messages": SHORT}, key=KEY)
     error = assert_openai_error(refused, 429)
     assert error["code"] == "rate_limit_exceeded"

@@ -10,7 +10,7 @@ import pytest
 from tests.harness import MASTER_KEY
 from tests.reliability.helpers import SHORT, assert_openai_error
 from tests.security.conftest import CLIENT_KEY, OTHER_KEY, ledger_rows
-from proxy_config.keys import key_hash, key_id
+from proxy_config.keys import key_digest, key_id
 
 # Every header LiteLLM 1.108.7 takes a key from (litellm/types/proxy/auth/special_headers.py).
 KEY_HEADERS = {
@@ -67,16 +67,16 @@ def test_ledger_attributes_each_request_to_the_authenticated_key(secure, ollama,
     for header, build in KEY_HEADERS.items():
         response = chat(secure, CHAT, build(CLIENT_KEY))
         assert response.status_code == 200, (header, response.text)
-        expected[response.headers["x-request-id"]] = key_id(key_hash(CLIENT_KEY))
+        expected[response.headers["x-request-id"]] = key_id(key_digest(CLIENT_KEY))
     # LiteLLM prefers x-litellm-api-key over Authorization: so does the ledger.
     forged = chat(secure, CHAT, {"x-litellm-api-key": CLIENT_KEY, "Authorization": "Bearer junk-key-0000000"})
     assert forged.status_code == 200, forged.text
-    expected[forged.headers["x-request-id"]] = key_id(key_hash(CLIENT_KEY))
+    expected[forged.headers["x-request-id"]] = key_id(key_digest(CLIENT_KEY))
     other = chat(secure, CHAT, {"x-litellm-api-key": OTHER_KEY, "Authorization": f"Bearer {CLIENT_KEY}"})
-    expected[other.headers["x-request-id"]] = key_id(key_hash(OTHER_KEY))
+    expected[other.headers["x-request-id"]] = key_id(key_digest(OTHER_KEY))
     rejected = chat(secure, {**CHAT, "temperature": 9}, KEY_HEADERS["ocp-apim-subscription-key"](OTHER_KEY))
     assert_openai_error(rejected, 400)
-    expected[rejected.headers["x-request-id"]] = key_id(key_hash(OTHER_KEY))
+    expected[rejected.headers["x-request-id"]] = key_id(key_digest(OTHER_KEY))
     rows = ledger_rows(data_dir, list(expected))
     assert {rid: row["key_hash"] for rid, row in rows.items()} == expected
 
