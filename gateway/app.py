@@ -28,7 +28,6 @@ The layer
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from custom_router.policy import Reason, Route
@@ -36,6 +35,7 @@ from hooks import cache, context, inflight, ledger, metrics, ratelimit
 from hooks.backends import health_report
 from hooks.runtime import deployment_of, get_runtime
 from gateway import gate, logs
+from gateway.errors import send_json
 from litellm_compat import shims
 from proxy_config import deadline_transport, gcguard
 
@@ -62,13 +62,6 @@ def route_headers(ctx: context.RequestContext, litellm_headers: dict[bytes, byte
     if ctx.budget_remaining is not None:
         headers.append((b"x-gateway-budget-remaining-usd", f"{ctx.budget_remaining:.6f}".encode()))
     return headers
-
-
-async def send_json(send, status: int, body: object, headers: tuple = ()) -> None:
-    payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def health_body() -> tuple[int, dict]:
@@ -237,7 +230,7 @@ def guarded(litellm_app, settings):
                            models=served_models(config), max_n=max_n(config, settings.routing),
                            body_check=gate.litellm_banned_fields)
     inner = StoredResponses(ErrorLayer(strip_litellm_cors(litellm_app), limits))  # GET /v1/responses/{id}: the gate checked the key
-    return cors_layer(gate.Gate(inner, settings, db_mode=settings.database_url is not None), settings.cors_origins)
+    return cors_layer(gate.Gate(inner, settings, db_mode=settings.db_mode), settings.cors_origins)
 
 
 def served_models(config: dict) -> frozenset[str]:

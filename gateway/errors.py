@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from hooks import context
-from hooks.ledger import is_inference
+from hooks.ledger import INFERENCE_SUFFIXES, is_inference
 from litellm_compat.wording import DEBUG_TAILS as _DEBUG_TAILS
 from litellm_compat.wording import LITELLM_PREFIX as _LITELLM_PREFIX
 from litellm_compat.wording import PROVIDER_PREFIX as _PROVIDER
@@ -52,7 +52,7 @@ STATUS_TYPES = {
     500: "server_error", 502: "server_error", 503: "service_unavailable_error", 504: "timeout_error",
 }
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-OPENAI_JSON_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/moderations", "/responses", "/messages")
+OPENAI_JSON_SUFFIXES = (*INFERENCE_SUFFIXES, "/moderations")  # the routes whose body must be OpenAI JSON
 MAX_ERROR_BODY = 256 * 1024  # an error body larger than this is cut before parsing
 STREAM_INCOMPLETE = "The stream ended before the backend finished, so the response is incomplete. Retry the request."
 
@@ -192,12 +192,16 @@ def rewrite_stream_errors(chunk: bytes) -> bytes:
     return b"\n\n".join(events)
 
 
-async def send_error(send, status: int, body: dict, headers: list | None = None) -> None:
+async def send_json(send, status: int, body: object, headers: list | tuple | None = None) -> None:
+    """The one hand-written ASGI JSON response (errors here and in gateway.gate, /health in gateway.app)."""
     payload = json.dumps(body).encode()
     kept = [(k, v) for k, v in headers or [] if k.lower() not in (b"content-length", b"content-type", b"content-encoding")]
     await send({"type": "http.response.start", "status": status,
                 "headers": [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
+
+
+send_error = send_json  # the name the error paths read best with
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,7 @@ class TokenMeter(CustomLogger):
     """Charges each successful response's tokens to its key's tokens-per-minute budget."""
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
-        if get_runtime().settings.database_url is not None:
+        if get_runtime().settings.db_mode:
             return  # DB mode: LiteLLM meters its virtual keys itself
         try:
             payload = kwargs.get("standard_logging_object") or {}

@@ -162,7 +162,7 @@ def _log(outcomes: list[Outcome], when: str) -> None:
 
 def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[Outcome]:
     """Apply the shims that run before LiteLLM's startup; one Outcome per shim (also logged)."""
-    db_mode = settings.database_url is not None
+    db_mode = settings.db_mode
     actions: dict[str, Callable[[], object]] = {
         "malloc-arenas": tuning.limit_malloc_arenas,
         "middlewares": lambda: tuning.drop_middlewares(litellm_app, db_mode),
@@ -185,7 +185,7 @@ def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[Out
 
 def after_startup(settings, skip: frozenset[str] = frozenset()) -> list[Outcome]:
     """Run in the serving event loop once LiteLLM's startup is complete (it sets its log levels there)."""
-    db_mode = settings.database_url is not None
+    db_mode = settings.db_mode
     actions: dict[str, Callable[[], object]] = {
         "litellm-info-logs": lambda: tuning.quiet_litellm_loggers(settings),
         "inline-completion": tuning.inline_completion_setup,

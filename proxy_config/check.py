@@ -151,7 +151,7 @@ def _check_keys(config: dict, settings: Settings) -> list[Problem]:
     problems = []
     if table.master_digest in table.keys:
         problems.append(_error("a client key (API_KEYS or KEYS_FILE) equals LITELLM_MASTER_KEY; give clients their own keys"))
-    if dbmode.is_db_mode(settings):
+    if settings.db_mode:
         why = dbmode.prisma_problem()
         if why is not None:
             problems.append(_error(dbmode.refusal(why)))

@@ -52,10 +52,6 @@ except Exception as exc:
 """
 
 
-def is_db_mode(settings: Settings) -> bool:
-    return settings.database_url is not None
-
-
 def litellm_schema() -> Path:
     """LiteLLM's schema.prisma, found without importing litellm (slow)."""
     spec = importlib.util.find_spec("litellm")

@@ -174,6 +174,11 @@ class Settings(BaseModel):
         # The original .env.example used the full endpoint URL; LiteLLM wants the base.
         return _http_url(value, "DEEPSEEK_URL").removesuffix("/chat/completions").rstrip("/")
 
+    @property
+    def db_mode(self) -> bool:
+        """DB mode (proxy_config.dbmode): DATABASE_URL is set, so LiteLLM's virtual keys and admin UI are on."""
+        return self.database_url is not None
+
     def litellm_environment(self) -> dict[str, str]:
         """Variables config.yaml reads through `os.environ/NAME`, normalized."""
         env = {

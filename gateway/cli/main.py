@@ -50,7 +50,7 @@ def serve(
     os.environ.update(settings.litellm_environment())
     if settings.redis_url is not None:  # LiteLLM reads REDIS_* too: keep it from stalling requests on a dead Redis
         os.environ.setdefault("REDIS_SOCKET_TIMEOUT", "0.5")
-    if settings.database_url is not None:  # DB mode: LiteLLM virtual keys + admin UI (issue 3, proxy_config.dbmode)
+    if settings.db_mode:  # DB mode: LiteLLM virtual keys + admin UI (issue 3, proxy_config.dbmode)
         from proxy_config import dbmode
 
         problem = dbmode.migrate()
@@ -117,7 +117,7 @@ def litellm_shims(settings) -> dict:
 
     from litellm_compat.shims import check_all
 
-    outcomes = check_all(db_mode=settings.database_url is not None)
+    outcomes = check_all(db_mode=settings.db_mode)
     applied = [o.name for o in outcomes if o.applied]
     broken = [f"{o.name} ({o.detail})" for o in outcomes if o.detail.startswith("target changed")]
     other = [f"{o.name} ({o.detail})" for o in outcomes if not o.applied and not o.detail.startswith("target changed")]

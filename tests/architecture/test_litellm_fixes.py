@@ -57,7 +57,7 @@ def test_the_pinned_litellm_ends_a_completions_stream_with_null_text_and_the_fix
     from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
     from litellm.utils import TextCompletionStreamWrapper
 
-    from proxy_config.litellm_fixes import text_never_null
+    from litellm_compat.fixes import text_never_null
 
     last = ModelResponseStream(choices=[StreamingChoices(index=0, delta=Delta(content=None), finish_reason="stop")])
     original = TextCompletionStreamWrapper.convert_to_text_completion_object

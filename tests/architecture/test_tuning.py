@@ -259,7 +259,7 @@ def test_malloc_arenas_are_capped_through_glibc():
 
 
 def _settings(database_url=None):
-    return SimpleNamespace(database_url=database_url, debug=False, log_level="INFO")
+    return SimpleNamespace(database_url=database_url, db_mode=database_url is not None, debug=False, log_level="INFO")
 
 
 def _applied(outcomes):
