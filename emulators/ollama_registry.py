@@ -63,18 +63,18 @@ async def version(request: Request) -> Response:
 
 
 async def tags(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
+    state = request.app.state.emulator  # emulators.ollama.OllamaState
     return JSONResponse({"models": [tag_entry(n, t) for n, t in state.installed.items()]})
 
 
 async def ps(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
+    state = request.app.state.emulator  # emulators.ollama.OllamaState
     return JSONResponse({"models": [ps_entry(n, t, state.loaded_ctx.get(n, state.config.context_length))
                                    for n, t in state.loaded.items()]})
 
 
 async def openai_models(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
+    state = request.app.state.emulator  # emulators.ollama.OllamaState
     return JSONResponse({"object": "list", "data": [
         {"id": n, "object": "model", "created": 1700000000, "owned_by": "library"}
         for n in state.installed]})
@@ -92,7 +92,7 @@ async def named_request(request: Request) -> tuple[dict, str, Response | None]:
 
 
 async def show(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
+    state = request.app.state.emulator  # emulators.ollama.OllamaState
     body, name, invalid = await named_request(request)
     if invalid:
         return invalid
@@ -115,7 +115,7 @@ def pull_lines(name: str) -> list[dict]:
 
 
 async def pull(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
+    state = request.app.state.emulator  # emulators.ollama.OllamaState
     body, name, invalid = await named_request(request)
     if invalid:
         return invalid
@@ -140,7 +140,7 @@ async def pull(request: Request) -> Response:
 
 
 async def set_models(request: Request) -> Response:
-    state: OllamaState = request.app.state.emulator
+    state = request.app.state.emulator  # emulators.ollama.OllamaState
     body, err = await read_json(request)
     models = body.get("models") if isinstance(body, dict) else None
     if err or not isinstance(models, list) or not all(isinstance(m, str) for m in models):

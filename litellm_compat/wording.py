@@ -25,8 +25,9 @@ import importlib
 import re
 from dataclasses import dataclass
 
-from litellm.constants import RETURN_RAW_MODEL_NAME_METADATA_KEY as RAW_MODEL_NAME_KEY  # keep the served model's name
+from litellm import constants as litellm_constants
 
+RAW_MODEL_NAME_KEY = litellm_constants.RETURN_RAW_MODEL_NAME_METADATA_KEY  # LiteLLM's own: keep the served model's name
 FALLBACK_FAILED = "also failed: "  # the router's wording when the fallback group failed too
 OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # Ollama's `{"error": ...}` stream line
 # A refused or unresolvable connection, as aiohttp, asyncio, anyio, the OS and httpx word it.

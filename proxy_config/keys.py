@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
