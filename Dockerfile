@@ -15,6 +15,8 @@ COPY pyproject.toml README.md ./
 COPY proxy_config ./proxy_config
 COPY custom_router ./custom_router
 COPY hooks ./hooks
+COPY litellm_compat ./litellm_compat
+COPY gateway ./gateway
 COPY emulators ./emulators
 RUN /opt/ai-gateway/venv/bin/pip install --no-deps .
 # DB mode (LiteLLM admin UI, virtual keys) needs LiteLLM's Prisma client. `prisma generate`

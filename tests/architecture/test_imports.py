@@ -147,3 +147,16 @@ def test_the_request_path_does_not_load_the_cli_framework():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_every_product_package_is_installed_and_in_the_image():
+    """A new package must be in pyproject.toml (so `pip install .` ships it) and copied by the Dockerfile."""
+    import tomllib
+
+    tops = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    assert tops == set(PRODUCT)
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    subpackages = {".".join(p.parent.relative_to(ROOT).parts) for top in PRODUCT for p in (ROOT / top).rglob("__init__.py")}
+    assert subpackages - listed == set()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert [top for top in PRODUCT if f"COPY {top} ./{top}\n" not in dockerfile] == []
