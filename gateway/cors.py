@@ -43,7 +43,8 @@ class StripCORSHeaders:
 
         async def stripped(message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if not k.lower().startswith(b"access-control-")]
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if not k.lower().startswith(b"access-control-")]
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -210,7 +210,8 @@ def render_csv(data: dict) -> str:
         writer.writerow(("per_1000", row["requests"], row["observed"], row["cloud_only_usd"], row["with_gateway_usd"],
                          row["local_saved_usd"], row["cache_saved_usd"], "", ""))
     for b in data.get("budgets", []):
-        writer.writerow(("budget", b["name"], b["spent_usd"], b["budget_usd"], b["remaining_usd"], b["month"], "", "", ""))
+        writer.writerow(("budget", b["name"], b["spent_usd"], b["budget_usd"], b["remaining_usd"], b["month"],
+                         "", "", ""))
     return out.getvalue()
 
 
@@ -242,7 +243,8 @@ def render_table(data: dict) -> str:
                                       "cloud_only_usd", "with_gateway_usd", "local_saved_usd", "cache_saved_usd")))
                                                    for r in data["per_1000"]])
     if data.get("budgets"):
-        lines += [""] + _aligned((f"cloud budgets, {data['budgets'][0]['month']} (USD)", "id", "spent", "budget", "left",
+        month = data["budgets"][0]["month"]
+        lines += [""] + _aligned((f"cloud budgets, {month} (USD)", "id", "spent", "budget", "left",
                                   "resets"), [(b["name"], b["id"], f"{b['spent_usd']:.2f}", f"{b['budget_usd']:.2f}",
                                                f"{b['remaining_usd']:.2f}", b["resets"]) for b in data["budgets"]])
     return "\n".join(lines)

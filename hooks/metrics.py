@@ -13,8 +13,8 @@ import asyncio
 import logging
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest, multiprocess)
 
 from custom_router.policy import fallback_tiers
 
@@ -26,8 +26,10 @@ REQUESTS = Counter("gateway_requests_total", "Inference requests by final route,
                    ["route", "reason", "model", "status"])
 FALLBACKS = Counter("gateway_fallbacks_total", "Requests retried on the other tier, by cause of the first failure.",
                     ["from_tier", "to_tier", "cause"])
-TOKENS = Counter("gateway_tokens_total", "Tokens by final route and kind (prompt, completion, reasoning).", ["route", "kind"])
-COST = Counter("gateway_cost_usd_total", "Cost in USD at config.yaml prices (plus local_cost_per_1k_tokens).", ["route"])
+TOKENS = Counter("gateway_tokens_total", "Tokens by final route and kind (prompt, completion, reasoning).",
+                 ["route", "kind"])
+COST = Counter("gateway_cost_usd_total", "Cost in USD at config.yaml prices (plus local_cost_per_1k_tokens).",
+               ["route"])
 SAVED = Counter("gateway_saved_usd_total", "USD saved against sending the same tokens to the cloud default model.")
 DURATION = Histogram("gateway_request_duration_seconds", "Request latency until the last byte.", ["route"],
                      buckets=LATENCY_BUCKETS)
@@ -35,10 +37,11 @@ TTFT = Histogram("gateway_time_to_first_token_seconds", "Streams: time until the
                  buckets=LATENCY_BUCKETS)
 BACKEND_UP = Gauge("gateway_backend_up", "1 when the backend is reachable (ollama: polled; deepseek: last request).",
                    ["backend"], multiprocess_mode="livemostrecent")
-CACHE = Counter("gateway_cache_requests_total", "Requests that consulted the response cache, by result (hit, miss, bypass).",
-                ["result"])
+CACHE = Counter("gateway_cache_requests_total",
+                "Requests that consulted the response cache, by result (hit, miss, bypass).", ["result"])
 LOCAL_INFLIGHT = Gauge("gateway_local_inflight", "Requests in flight to the local backend (running and queued in "
-                       "Ollama), as counted at the last routing decision.", ["backend"], multiprocess_mode="livemostrecent")
+                       "Ollama), as counted at the last routing decision.", ["backend"],
+                       multiprocess_mode="livemostrecent")
 LOCAL_TPS = Gauge("gateway_local_tokens_per_second", "Measured generation speed of one local stream (moving average).",
                   ["model"], multiprocess_mode="livemostrecent")
 LOCAL_WAIT = Gauge("gateway_local_wait_estimate_seconds", "Expected wait for a local first token of the local default "
@@ -106,5 +109,6 @@ async def endpoint(scope, receive, send) -> None:
     """ASGI handler for GET /metrics (reads the sample files off the event loop)."""
     body = await asyncio.to_thread(render)
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})

@@ -71,7 +71,8 @@ def counted_usage(kwargs: dict, response_obj: object) -> Usage:
         text += str(getattr(message, "content", None) or "")
         reasoning += str(getattr(message, "reasoning_content", None) or "")
     prompt = litellm.token_counter(model=model, messages=messages) if messages else 0
-    reasoning_tokens = litellm.token_counter(model=model, text=reasoning, count_response_tokens=True) if reasoning else 0
+    reasoning_tokens = (litellm.token_counter(model=model, text=reasoning, count_response_tokens=True)
+                        if reasoning else 0)
     completion = litellm.token_counter(model=model, text=text, count_response_tokens=True) if text else 0
     return Usage(prompt=prompt, completion=completion + reasoning_tokens, reasoning=reasoning_tokens, counted=True)
 
@@ -100,7 +101,8 @@ class UsageCallback(CustomLogger):
                 ctx.served_model = group
                 ctx.usage = usage
             if tier == "local":  # the measured speed of the local model (hooks.inflight)
-                inflight.record_answer(get_runtime().policy.models[group].backend_model, kwargs, usage.completion, end_time)
+                backend_model = get_runtime().policy.models[group].backend_model
+                inflight.record_answer(backend_model, kwargs, usage.completion, end_time)
         except Exception:  # a logging callback must never break a request
             log.exception("usage success callback failed")
         finally:
@@ -129,7 +131,8 @@ class UsageCallback(CustomLogger):
     async def log_failure_fallback_event(self, original_model_group, kwargs, original_exception):
         self._fallback(original_exception)
 
-    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict, traceback_str=None):
+    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
+                                           traceback_str=None):
         ctx = context.current.get()
         if ctx is not None and ctx.error_type is None:
             ctx.error_type = failure_cause(original_exception)

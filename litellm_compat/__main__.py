@@ -12,7 +12,8 @@ from litellm_compat import shims, wording  # noqa: E402  (after the cost-map swi
 
 rows = [("shim", o.name, None if o.applied else o.detail) for o in shims.check_all()]
 rows += [("wording", w.name, wording.wording_problem(w)) for w in wording.WORDINGS]
-rows += [("private", t.rpartition(":")[2], wording.private_attribute_problem(t, n)) for t, n in wording.PRIVATE_ATTRIBUTES.items()]
+rows += [("private", target.rpartition(":")[2], wording.private_attribute_problem(target, names))
+         for target, names in wording.PRIVATE_ATTRIBUTES.items()]
 print(f"litellm {version('litellm')}")
 for kind, name, problem in rows:
     print(f"{'holds' if problem is None else 'BROKEN':<7} {kind:<8} {name}" + (f": {problem}" if problem else ""))

@@ -46,6 +46,7 @@ class Outcome:
     detail: str  # what it did, or why it was skipped
 
 
+LOGGING = "litellm.litellm_core_utils.litellm_logging:Logging"
 SHIMS: tuple[Shim, ...] = (
     Shim("malloc-arenas", "cap glibc's malloc arenas at 2", ()),
     Shim("middlewares", "drop LiteLLM app middlewares this product does not use",
@@ -68,9 +69,9 @@ SHIMS: tuple[Shim, ...] = (
     Shim("deployment-objects", "build each deployment's pydantic object once",
          (("litellm.router:Router.get_deployment", ("model_id",)),), db_mode_off=True),
     Shim("free-deployment-cost", "answer 0 for deployments priced at 0, without cost-map lookups",
-         (("litellm.litellm_core_utils.litellm_logging:Logging.response_cost_calculator", ("result", "router_model_id")),
-          ("litellm.litellm_core_utils.litellm_logging:Logging._record_zero_cost_diagnostic",
-           ("result", "response_cost", "router_model_id"))), db_mode_off=True),
+         ((f"{LOGGING}.response_cost_calculator", ("result", "router_model_id")),
+          (f"{LOGGING}._record_zero_cost_diagnostic", ("result", "response_cost", "router_model_id"))),
+         db_mode_off=True),
     Shim("bridge-check", "remember the Responses-API bridge check per Ollama/DeepSeek model",
          (("litellm.main:responses_api_bridge_check", ("model", "custom_llm_provider")),)),
     Shim("inline-thinking", "a correction, not speed: inline <think> streams keep their reasoning (fixes.py)",
@@ -142,7 +143,7 @@ def _run(shim: Shim, action: Callable[[], object], skip: frozenset[str], db_mode
         log.warning("litellm_compat: %s failed while applying; LiteLLM's behaviour is kept", shim.name, exc_info=True)
         return Outcome(shim.name, False, f"failed: {type(exc).__name__}")
     if isinstance(result, list):  # the names it removed
-        return Outcome(shim.name, True, f"-{','.join(result)}") if result else Outcome(shim.name, False, "nothing to remove")
+        return Outcome(shim.name, bool(result), f"-{','.join(result)}" if result else "nothing to remove")
     return Outcome(shim.name, True, "") if result else Outcome(shim.name, False, _not_applied_reason(shim.name))
 
 

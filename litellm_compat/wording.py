@@ -31,14 +31,15 @@ RAW_MODEL_NAME_KEY = litellm_constants.RETURN_RAW_MODEL_NAME_METADATA_KEY  # Lit
 FALLBACK_FAILED = "also failed: "  # the router's wording when the fallback group failed too
 OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # Ollama's `{"error": ...}` stream line
 # A refused or unresolvable connection, as aiohttp, asyncio, anyio, the OS and httpx word it.
-CONNECT_FAILURES = ("Cannot connect to host", "Connect call failed", "Connection refused", "All connection attempts failed",
-                    "Name or service not known", "ConnectError", "ConnectTimeout")
+CONNECT_FAILURES = ("Cannot connect to host", "Connect call failed", "Connection refused",
+                    "All connection attempts failed", "Name or service not known", "ConnectError", "ConnectTimeout")
 # LiteLLM wraps exceptions it does not map (its own bugs, a client's odd body) in APIConnectionError too.
 NOT_CONNECTION = ("TypeError", "AttributeError", "KeyError", "ValueError", "IndexError", "JSONDecodeError")
 DEBUG_TAILS = re.compile(r"\s*(\n\nLiteLLM:|LiteLLM Retried:|Received Model Group=|Available Model Group Fallbacks=|"
                          r"Debug Information).*", re.S)
 LITELLM_PREFIX = re.compile(r"litellm\.(\w+): (?:\1: )?")  # "litellm.BadRequestError: BadRequestError: "
-PROVIDER_PREFIX = re.compile(r"\b([A-Za-z]+?)(?:_chat)?Exception - ")  # "DeepseekException - ", "Ollama_chatException - "
+# "DeepseekException - ", "Ollama_chatException - "
+PROVIDER_PREFIX = re.compile(r"\b([A-Za-z]+?)(?:_chat)?Exception - ")
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,14 @@ class Wording:
 
 WORDINGS: tuple[Wording, ...] = (
     Wording("fallback-failed", "also failed: {fallback_failure_detail}", "litellm.router_utils.common_utils"),
-    Wording("ollama-error-line", "Got unexpected response from Ollama: {chunk}", "litellm.llms.ollama.chat.transformation"),
+    Wording("ollama-error-line", "Got unexpected response from Ollama: {chunk}",
+            "litellm.llms.ollama.chat.transformation"),
     Wording("debug-tail-retried", " LiteLLM Retried: ", "litellm.exceptions"),
     # DEBUG_TAILS also cuts "Received Model Group=" and "Available Model Group Fallbacks=", which earlier
     # releases appended; 1.108.7 has neither, so they are not checked here.
     Wording("litellm-prefix", 'self.message = f"litellm.BadRequestError: {message}"', "litellm.exceptions"),
-    Wording("provider-prefix", 'custom_llm_provider[1:] + "Exception"', "litellm.litellm_core_utils.exception_mapping_utils"),
+    Wording("provider-prefix", 'custom_llm_provider[1:] + "Exception"',
+            "litellm.litellm_core_utils.exception_mapping_utils"),
     Wording("provider-prefix-dash", 'message=f"{exception_provider} - {message}"',
             "litellm.litellm_core_utils.exception_mapping_utils"),
     Wording("connect-aiohttp", "Cannot connect to host", "aiohttp.client_exceptions"),
@@ -101,7 +104,8 @@ def is_connect_failure(exc: BaseException | None) -> bool:
     first, seen = exc, set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, ConnectionRefusedError) or any(m in f"{type(exc).__name__}: {exc}" for m in CONNECT_FAILURES):
+        text = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ConnectionRefusedError) or any(marker in text for marker in CONNECT_FAILURES):
             return True
         exc = exc.__cause__ or exc.__context__ or getattr(exc, "original_exception", None)
     return "Timeout" in type(first).__name__ and "Connect" in repr(first)

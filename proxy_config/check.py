@@ -48,15 +48,19 @@ def _check_tiers(config: dict, entries: dict, settings: Settings) -> list[Proble
         name, model = item["model_name"], str((item.get("litellm_params") or {}).get("model", ""))
         is_ollama = model.startswith(OLLAMA_PREFIXES)
         if entries[name].tier in (Tier.LOCAL, Tier.AUTO) and not is_ollama:
-            problems.append(_error(f"model {name!r} is tier {entries[name].tier.value} but litellm_params.model {model!r} is not ollama_chat/<tag>"))
+            problems.append(_error(f"model {name!r} is tier {entries[name].tier.value} but litellm_params.model "
+                                   f"{model!r} is not ollama_chat/<tag>"))
         if entries[name].tier is Tier.CLOUD and is_ollama:
-            problems.append(_error(f"model {name!r} is tier cloud but points at Ollama ({model}); set model_info.gateway_tier: local"))
+            problems.append(_error(f"model {name!r} is tier cloud but points at Ollama ({model}); "
+                                   "set model_info.gateway_tier: local"))
     routing = settings.routing
-    for label, name, tier in (("local_default", routing.local_default, Tier.LOCAL), ("cloud_default", routing.cloud_default, Tier.CLOUD)):
+    for label, name, tier in (("local_default", routing.local_default, Tier.LOCAL),
+                              ("cloud_default", routing.cloud_default, Tier.CLOUD)):
         if name not in entries:
             problems.append(_error(f"gateway_settings.{label} names {name!r}, which is not a model_name in model_list"))
         elif entries[name].tier is not tier:
-            problems.append(_error(f"gateway_settings.{label} names {name!r}, which is tier {entries[name].tier.value}, not {tier.value}"))
+            problems.append(_error(f"gateway_settings.{label} names {name!r}, which is tier "
+                                   f"{entries[name].tier.value}, not {tier.value}"))
     if not any(e.tier is Tier.AUTO for e in entries.values()):
         problems.append(Problem("warning", "no model group has tier auto; clients cannot ask the gateway to choose"))
     return problems
@@ -69,9 +73,11 @@ def _check_fallbacks(config: dict, entries: dict) -> list[Problem]:
             continue
         target = entries.get(entry.fallback)
         if target is None:
-            problems.append(_error(f"model {entry.name!r}: model_info.fallback names unknown model {entry.fallback!r}; use one of {sorted(entries)}"))
+            problems.append(_error(f"model {entry.name!r}: model_info.fallback names unknown model {entry.fallback!r}; "
+                                   f"use one of {sorted(entries)}"))
         elif target.tier is entry.tier or target.tier is Tier.AUTO:
-            problems.append(_error(f"model {entry.name!r}: model_info.fallback {entry.fallback!r} must be in the other tier"))
+            problems.append(_error(f"model {entry.name!r}: model_info.fallback {entry.fallback!r} "
+                                   "must be in the other tier"))
     router = config.get("router_settings") or {}
     for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
         for rule in router.get(key) or []:
@@ -107,7 +113,8 @@ def _check_imports(config: dict, config_path: Path) -> list[Problem]:
     litellm_settings = config.get("litellm_settings") or {}
     paths = []
     for key in ("callbacks", "success_callback", "failure_callback"):
-        paths += [(key, cb) for cb in litellm_settings.get(key) or [] if isinstance(cb, str) and cb not in BUILTIN_CALLBACKS]
+        paths += [(key, cb) for cb in litellm_settings.get(key) or []
+                  if isinstance(cb, str) and cb not in BUILTIN_CALLBACKS]
     custom_auth = (config.get("general_settings") or {}).get("custom_auth")
     if custom_auth:
         paths.append(("general_settings.custom_auth", custom_auth))
@@ -115,7 +122,8 @@ def _check_imports(config: dict, config_path: Path) -> list[Problem]:
     for key, path in paths:
         why = _importable(path, config_path)
         if why:
-            problems.append(_error(f"litellm_settings.{key}: {path!r} cannot be loaded ({why})" if "." not in key else f"{key}: {path!r} cannot be loaded ({why})"))
+            where = f"litellm_settings.{key}" if "." not in key else key
+            problems.append(_error(f"{where}: {path!r} cannot be loaded ({why})"))
     return problems
 
 
@@ -132,10 +140,11 @@ def _check_environment(settings: Settings, allow_weak_keys: bool = False) -> lis
         problems.append(Problem("warning" if allow_weak_keys else "error",
                                 why + ("" if allow_weak_keys else " (or pass --allow-weak-keys for a local demo)")))
     if settings.deepseek_api_key is None:
-        problems.append(Problem("warning", "DEEPSEEK_API_KEY is not set: the cloud tier is off and complex requests stay local"))
+        problems.append(Problem("warning",
+                                "DEEPSEEK_API_KEY is not set: the cloud tier is off and complex requests stay local"))
     if settings.routing.response_cache_ttl > 0 and settings.redis_url is None:
-        problems.append(Problem("warning", "RESPONSE_CACHE_TTL is set but REDIS_URL is not: the response cache lives in "
-                                "Redis, so it stays off; set REDIS_URL (docs/costs.md)"))
+        problems.append(Problem("warning", "RESPONSE_CACHE_TTL is set but REDIS_URL is not: the response cache "
+                                "lives in Redis, so it stays off; set REDIS_URL (docs/costs.md)"))
     return problems
 
 
@@ -150,21 +159,24 @@ def _check_keys(config: dict, settings: Settings) -> list[Problem]:
         return [_error(str(exc))]
     problems = []
     if table.master_digest in table.keys:
-        problems.append(_error("a client key (API_KEYS or KEYS_FILE) equals LITELLM_MASTER_KEY; give clients their own keys"))
+        problems.append(_error("a client key (API_KEYS or KEYS_FILE) equals LITELLM_MASTER_KEY; "
+                               "give clients their own keys"))
     if settings.db_mode:
         why = dbmode.prisma_problem()
         if why is not None:
             problems.append(_error(dbmode.refusal(why)))
         if settings.ui_password is None:
-            problems.append(Problem("warning", "UI_PASSWORD is not set: the admin UI (/ui) takes the master key as password"))
+            problems.append(Problem("warning",
+                                    "UI_PASSWORD is not set: the admin UI (/ui) takes the master key as password"))
         return problems
     if table.keys and (config.get("general_settings") or {}).get("custom_auth") != "hooks.auth.user_api_key_auth":
         problems.append(_error("client keys are set but config.yaml general_settings.custom_auth is not "
                                "hooks.auth.user_api_key_auth, so LiteLLM would reject them; restore that line"))
     if table.keys and settings.workers > 1 and settings.redis_url is None:
-        problems.append(_error(f"{settings.workers} workers without Redis cannot share per-key rate limits (each worker "
-                               "would admit the full limit); set REDIS_URL (or REDIS_HOST/REDIS_PORT) or use --workers 1"))
+        problems.append(_error(f"{settings.workers} workers without Redis cannot share per-key rate limits "
+                               "(each worker would admit the full limit); set REDIS_URL (or REDIS_HOST/REDIS_PORT) "
+                               "or use --workers 1"))
     if settings.allow_query_api_key:
-        problems.append(Problem("warning", "ALLOW_QUERY_API_KEY is on: keys sent as ?api_key= end up in the access logs "
-                                           "of any proxy in front of the gateway"))
+        problems.append(Problem("warning", "ALLOW_QUERY_API_KEY is on: keys sent as ?api_key= end up in the "
+                                           "access logs of any proxy in front of the gateway"))
     return problems

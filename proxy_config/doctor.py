@@ -51,10 +51,12 @@ def _ollama(settings: Settings) -> list[dict]:
         if normalize_tag(entry.backend_model) in installed:
             results.append(_compare(url, entry))
         elif entry.name == settings.routing.local_default:  # `auto` needs it: a real problem
-            results.append(finding(f"model {entry.name}", False, f"not installed but it is the local default: run {pull} "
-                                   "or set LOCAL_DEFAULT_MODEL to an installed model (requests go to the cloud meanwhile)"))
+            results.append(finding(f"model {entry.name}", False,
+                                   f"not installed but it is the local default: run {pull} or set "
+                                   "LOCAL_DEFAULT_MODEL to an installed model (requests go to the cloud meanwhile)"))
         else:  # optional: a host pulls what fits its RAM
-            results.append(finding(f"model {entry.name}", True, f"not installed (requests for it go to the cloud); to serve it locally: {pull}"))
+            results.append(finding(f"model {entry.name}", True,
+                                   f"not installed (requests for it go to the cloud); to serve it locally: {pull}"))
     return results
 
 
@@ -66,7 +68,8 @@ def _compare(url: str, entry: ModelEntry) -> dict:
         response.raise_for_status()
         reported = parse_show(response.json())
     except (httpx.HTTPError, ValueError) as exc:
-        return finding(what, False, f"installed, but /api/show failed ({type(exc).__name__}); its capabilities are unchecked")
+        return finding(what, False,
+                       f"installed, but /api/show failed ({type(exc).__name__}); its capabilities are unchecked")
     shown = (f"installed; Ollama reports [{', '.join(sorted(reported.capabilities)) or 'completion only'}], "
              f"context {reported.context_length}; config.yaml has [{', '.join(sorted(entry.capabilities))}], "
              f"window {entry.context_window}")
@@ -90,22 +93,27 @@ def gpu_report(ps: object) -> str:
         if size and vram >= size:
             parts.append(f"{name} on the GPU")
         elif vram == 0:
-            parts.append(f"{name} on the CPU (size_vram 0: on a GPU host, check the driver with nvidia-smi or rocminfo)")
+            parts.append(f"{name} on the CPU (size_vram 0: on a GPU host, check the driver with nvidia-smi "
+                         "or rocminfo)")
         else:
-            parts.append(f"{name} {100 * vram // max(size, 1)}% on the GPU (the rest on the CPU: it does not fit in VRAM)")
+            parts.append(f"{name} {100 * vram // max(size, 1)}% on the GPU "
+                         "(the rest on the CPU: it does not fit in VRAM)")
     return "loaded: " + "; ".join(parts)
 
 
 def _deepseek(settings: Settings) -> dict:
     if settings.deepseek_api_key is None:
-        return finding("deepseek", False, "DEEPSEEK_API_KEY is not set: the cloud tier is off; add it to .env to enable it")
+        return finding("deepseek", False,
+                       "DEEPSEEK_API_KEY is not set: the cloud tier is off; add it to .env to enable it")
     try:
         response = httpx.get(f"{settings.deepseek_url}/models", timeout=TIMEOUT,
                              headers={"Authorization": f"Bearer {settings.deepseek_api_key.get_secret_value()}"})
     except httpx.HTTPError as exc:
-        return finding("deepseek", False, f"cannot reach {settings.deepseek_url} ({type(exc).__name__}); check DEEPSEEK_URL and the network")
+        return finding("deepseek", False, f"cannot reach {settings.deepseek_url} ({type(exc).__name__}); "
+                       "check DEEPSEEK_URL and the network")
     if response.status_code == 401:
-        return finding("deepseek", False, "DeepSeek rejected DEEPSEEK_API_KEY (401); create a new key on platform.deepseek.com")
+        return finding("deepseek", False,
+                       "DeepSeek rejected DEEPSEEK_API_KEY (401); create a new key on platform.deepseek.com")
     if response.status_code != 200:
         return finding("deepseek", False, f"{settings.deepseek_url}/models answered {response.status_code}")
     return finding("deepseek", True, f"key accepted by {settings.deepseek_url}")

@@ -52,7 +52,8 @@ class KeyEntry(BaseModel, extra="forbid"):
     rate_limit_window: int | None = Field(None, ge=1)
     rate_limit_tpm: int | None = Field(None, ge=1)
     cloud_budget_usd: float | None = Field(None, ge=0, description="Monthly cloud spend limit in USD (docs/costs.md).")
-    local_only: bool | None = Field(None, description="Never send this key's requests to the cloud (the privacy switch).")
+    local_only: bool | None = Field(None,
+                                    description="Never send this key's requests to the cloud (the privacy switch).")
 
     @model_validator(mode="after")
     def _one_key(self) -> KeyEntry:
@@ -125,8 +126,8 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
     """All client keys with their effective limits; raises SettingsError on a bad entry."""
     environ = dict(os.environ if environ is None else environ)
     keys: dict[str, ClientKey] = {}
-    defaults = dict(requests=settings.rate_limit_requests, window=settings.rate_limit_window, tpm=settings.rate_limit_tpm,
-                    budget=settings.key_cloud_budget_usd)
+    defaults = dict(requests=settings.rate_limit_requests, window=settings.rate_limit_window,
+                    tpm=settings.rate_limit_tpm, budget=settings.key_cloud_budget_usd)
     for secret in settings.api_keys:
         value = secret.get_secret_value()
         digest = key_digest(value)
@@ -140,7 +141,8 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
             value = None if entry.key is None else _resolve(entry.key, f"{source} entry {index}", environ)
             digest = entry.sha256 or key_digest(value)
             known = keys.get(digest)
-            base = dict(requests=known.requests, window=known.window, tpm=known.tpm, budget=known.budget) if known else defaults
+            base = (dict(requests=known.requests, window=known.window, tpm=known.tpm, budget=known.budget)
+                    if known else defaults)
             keys[digest] = ClientKey(
                 digest=digest,
                 name=entry.name or (known.name if known else f"key-{digest[:8]}"),

@@ -79,8 +79,10 @@ def sync(
 
 @app.command("budget")
 def budget(
-    name: Annotated[str | None, typer.Argument(help="Key name or sha256: id; without it, show every key's budget.")] = None,
-    set_usd: Annotated[float | None, typer.Option("--set", min=0, help="New monthly cloud budget in USD (written to KEYS_FILE).")] = None,
+    name: Annotated[str | None,
+                    typer.Argument(help="Key name or sha256: id; without it, show every key's budget.")] = None,
+    set_usd: Annotated[float | None, typer.Option(
+        "--set", min=0, help="New monthly cloud budget in USD (written to KEYS_FILE).")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -19,7 +19,8 @@ app = typer.Typer(help="Unified AI Gateway: an OpenAI-compatible, local-first Li
 # uvicorn's idle keep-alive, above nginx's upstream keepalive_timeout (60 s, proxy_config/templates)
 # and common load balancers' 60 s: the proxy in front always closes an idle connection first.
 UVICORN_KEEP_ALIVE_S = 75
-WeakKeysOpt = Annotated[bool, typer.Option("--allow-weak-keys", help="Accept a short, example or low-entropy LITELLM_MASTER_KEY (local demos only).")]
+WeakKeysOpt = Annotated[bool, typer.Option(
+    "--allow-weak-keys", help="Accept a short, example or low-entropy LITELLM_MASTER_KEY (local demos only).")]
 
 
 @app.command()
@@ -28,7 +29,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default: HOST or 0.0.0.0).")] = None,
     port: Annotated[int | None, typer.Option(help="Bind port (default: PORT or 8080).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: WORKERS or 1).")] = None,
-    limit_max_requests: Annotated[int | None, typer.Option(help="Recycle a worker after this many requests (memory growth); jittered by 10%.", min=1)] = None,
+    limit_max_requests: Annotated[int | None, typer.Option(
+        help="Recycle a worker after this many requests (memory growth); jittered by 10%.", min=1)] = None,
     allow_weak_keys: WeakKeysOpt = False,
 ) -> None:
     """Start the gateway (LiteLLM proxy + routing hooks) on HOST:PORT."""
@@ -87,7 +89,8 @@ def check(config: ConfigOpt = None, as_json: JsonOpt = False, allow_weak_keys: W
         typer.echo(json.dumps([p.__dict__ for p in problems], indent=2))
     else:
         for p in problems:
-            typer.secho(f"{p.level}: {p.message}", err=True, fg=typer.colors.RED if p.level == "error" else typer.colors.YELLOW)
+            color = typer.colors.RED if p.level == "error" else typer.colors.YELLOW
+            typer.secho(f"{p.level}: {p.message}", err=True, fg=color)
     if any(p.level == "error" for p in problems):
         raise typer.Exit(code=1)
     if not as_json:

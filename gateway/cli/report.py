@@ -17,7 +17,8 @@ from hooks.cost_rules import cloud_spend_by_key, month_start_ts
 def report(
     since: Annotated[str, typer.Option(help="Period to cover, up to now: 30m, 24h, 7d, 2w.")] = "24h",
     fmt: Annotated[Format, typer.Option("--format", help="table (readable), csv or json.")] = Format.TABLE,
-    plot: Annotated[Path | None, typer.Option(help="Also draw savings and local/cloud share over time to this PNG.")] = None,
+    plot: Annotated[Path | None,
+                    typer.Option(help="Also draw savings and local/cloud share over time to this PNG.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Requests, tokens, cloud spend and savings from the request ledger."""
@@ -40,7 +41,8 @@ def report(
         raise fail(f"cannot read the ledger at {store.location}: {exc}") from None
     data = summary.as_dict()
     data["budgets"] = budget_rows(settings, spend, until)
-    typer.echo({Format.JSON: lambda d: json.dumps(d, indent=2), Format.CSV: render_csv, Format.TABLE: render_table}[fmt](data))
+    render = {Format.JSON: lambda d: json.dumps(d, indent=2), Format.CSV: render_csv, Format.TABLE: render_table}[fmt]
+    typer.echo(render(data))
     if plot is not None:
         from gateway.report_plot import draw
 
