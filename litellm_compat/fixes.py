@@ -67,7 +67,7 @@ def split_inline_thinking() -> bool:
             split_thinking(state, message)
         return original(self, chunk, *args, **kwargs)
 
-    chunk_parser._gateway_inline_thinking = True
+    chunk_parser._gateway_inline_thinking = True  # type: ignore[attr-defined]
     iterator.chunk_parser = chunk_parser
     return True
 

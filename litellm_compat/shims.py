@@ -99,6 +99,8 @@ def target_problem(target: str, parameters: tuple[str, ...]) -> str | None:
         obj = getattr(obj, part)
     if not parameters:
         return None
+    if not callable(obj):
+        return f"{target} is not callable"
     try:
         found = inspect.signature(obj).parameters  # follows __wrapped__: an applied shim shows LiteLLM's signature
     except (TypeError, ValueError):

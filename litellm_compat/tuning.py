@@ -53,6 +53,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
+from typing import Any
 
 log = logging.getLogger("gateway.tuning")
 
@@ -122,7 +123,7 @@ def cache_ollama_static_lookup() -> bool:
     if not isinstance(original, staticmethod) or getattr(original.__func__, "_gateway_tuned", False):
         return False
     strip = OllamaModelInfo._strip_ollama_model_prefix
-    cache: dict[str, object] = {"id": None, "size": -1, "keys": frozenset()}
+    cache: dict[str, Any] = {"id": None, "size": -1, "keys": frozenset()}
 
     @functools.wraps(original.__func__)
     def is_static_ollama_model(model: str, *args, **kwargs) -> bool:

@@ -100,6 +100,8 @@ def _importable(path: str, config_path: Path) -> str | None:
     try:
         if local_file.exists():
             spec = importlib.util.spec_from_file_location(module_name, local_file)
+            if spec is None or spec.loader is None:
+                return f"{local_file} cannot be loaded as a module"
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:

@@ -102,6 +102,8 @@ def render_config(settings: Settings) -> Path:
 
 
 def environment(settings: Settings, rendered: Path) -> dict[str, str]:
+    if settings.database_url is None:
+        raise ValueError("DB mode needs DATABASE_URL")
     env = {"DATABASE_URL": settings.database_url.get_secret_value(), "CONFIG_FILE_PATH": str(rendered)}
     if settings.ui_username:
         env["UI_USERNAME"] = settings.ui_username

@@ -25,6 +25,7 @@ import hmac
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -126,12 +127,12 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
     """All client keys with their effective limits; raises SettingsError on a bad entry."""
     environ = dict(os.environ if environ is None else environ)
     keys: dict[str, ClientKey] = {}
-    defaults = dict(requests=settings.rate_limit_requests, window=settings.rate_limit_window,
-                    tpm=settings.rate_limit_tpm, budget=settings.key_cloud_budget_usd)
+    defaults: dict[str, Any] = dict(requests=settings.rate_limit_requests, window=settings.rate_limit_window,
+                                    tpm=settings.rate_limit_tpm, budget=settings.key_cloud_budget_usd)
     for secret in settings.api_keys:
-        value = secret.get_secret_value()
-        digest = key_digest(value)
-        keys[digest] = ClientKey(digest, f"key-{digest[:8]}", secret=value, **defaults)
+        plain = secret.get_secret_value()
+        digest = key_digest(plain)
+        keys[digest] = ClientKey(digest, f"key-{digest[:8]}", secret=plain, **defaults)
     sources = [("config.yaml gateway_keys", _entries(read_config(settings.config_path).get("gateway_keys") or [],
                                                     f"{settings.config_path} gateway_keys"))]
     if settings.keys_file is not None:
@@ -139,10 +140,10 @@ def load_keys(settings: Settings, environ: dict[str, str] | None = None) -> KeyT
     for source, entries in sources:
         for index, entry in enumerate(entries):
             value = None if entry.key is None else _resolve(entry.key, f"{source} entry {index}", environ)
-            digest = entry.sha256 or key_digest(value)
+            digest = entry.sha256 or key_digest(value or "")  # KeyEntry has exactly one of key, sha256
             known = keys.get(digest)
-            base = (dict(requests=known.requests, window=known.window, tpm=known.tpm, budget=known.budget)
-                    if known else defaults)
+            base: dict[str, Any] = (dict(requests=known.requests, window=known.window, tpm=known.tpm,
+                                         budget=known.budget) if known else defaults)
             keys[digest] = ClientKey(
                 digest=digest,
                 name=entry.name or (known.name if known else f"key-{digest[:8]}"),

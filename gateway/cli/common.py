@@ -7,7 +7,7 @@ raise; `settings_or_exit` turns a `SettingsError` (a bad config.yaml or environm
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,7 +23,7 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def settings_or_exit(**overrides: object) -> Settings:
+def settings_or_exit(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
