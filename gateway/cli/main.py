@@ -163,12 +163,13 @@ def bench(ctx: typer.Context) -> None:  # (performance: issue 7; options: `gatew
     import subprocess
     import sys
 
-    # The product never imports its benchmark (tests/architecture): it runs `python -m bench` in a child.
+    # The product never imports its benchmark (tests/architecture): bench/ runs in a child process.
     checkout = Path(__file__).resolve().parents[2]  # bench/ ships in the checkout, not in the package
     if not (checkout / "bench" / "__main__.py").is_file():
         raise fail("the benchmark lives in the repository checkout: run `python -m bench` from its root")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))}
-    raise typer.Exit(code=subprocess.call([sys.executable, "-m", "bench", *ctx.args], env=env))
+    run = "import sys; from bench.cli import main; main(sys.argv[1:], prog_name='gateway bench')"
+    raise typer.Exit(code=subprocess.call([sys.executable, "-c", run, *ctx.args], env=env))
 
 
 def main() -> None:
