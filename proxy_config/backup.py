@@ -31,12 +31,9 @@ import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import typer
-
-from proxy_config.settings import Settings, SettingsError, load_settings
+from proxy_config.settings import Settings
 
 SQLITE_FILE = "ledger.sqlite3"  # hooks.ledger_store.SQLITE_FILE (not imported: that pulls LiteLLM in)
 MANIFEST = "MANIFEST.json"
@@ -142,7 +139,8 @@ def restore(folder: Path, settings: Settings) -> list[str]:
     files = json.loads(manifest_path.read_text())["files"]
     for name, meta in files.items():
         if not (folder / name).is_file() or sha256(folder / name) != meta["sha256"]:
-            raise BackupError(f"{folder / name} is missing or does not match its sha256 in {MANIFEST}; nothing was restored")
+            raise BackupError(f"{folder / name} is missing or does not match its sha256 in {MANIFEST}; "
+                              "nothing was restored")
     restored = []
     if SQLITE_FILE in files:
         dest = settings.data_dir / SQLITE_FILE
@@ -151,7 +149,8 @@ def restore(folder: Path, settings: Settings) -> list[str]:
         restored.append(f"ledger -> {dest}")
     if "postgres.dump" in files:
         if settings.database_url is None:
-            raise BackupError("the backup has a PostgreSQL dump but DATABASE_URL is not set; set it to the database to restore into")
+            raise BackupError("the backup has a PostgreSQL dump but DATABASE_URL is not set; "
+                              "set it to the database to restore into")
         _run_pg("pg_restore", ["--clean", "--if-exists", "--no-owner", str(folder / "postgres.dump")],
                 settings.database_url.get_secret_value())
         restored.append("postgres.dump -> DATABASE_URL")
@@ -162,47 +161,3 @@ def restore(folder: Path, settings: Settings) -> list[str]:
             shutil.copy2(folder / name, dest)
             restored.append(f"{name} -> {dest}")
     return restored
-
-
-# --- the commands (registered in gateway.cli) ---
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config_path=config)
-    except SettingsError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
-
-
-def backup_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder that holds the dated backups.")],
-    keep: Annotated[int, typer.Option(help="How many backups to keep in --out (older ones are removed).", min=1)] = 14,
-    env_file: Annotated[Path | None, typer.Option("--env-file", help="The env file to include (e.g. /etc/ai-gateway/env).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")] = None,
-) -> None:
-    """Back up the ledger (SQLite backup API), PostgreSQL (pg_dump), config.yaml and the env file."""
-    try:
-        target = backup(_settings(config), out, keep, env_file)
-    except BackupError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
-    typer.echo(f"backup written to {target.resolve()}")
-
-
-def restore_cmd(
-    folder: Annotated[Path, typer.Argument(help="A backup folder written by `gateway backup` (<out>/<stamp>).")],
-    yes: Annotated[bool, typer.Option("--yes", help="Overwrite the ledger, database, config and env file.")] = False,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="LiteLLM config file (default: GATEWAY_CONFIG or ./config.yaml).")] = None,
-) -> None:
-    """Restore a backup (stop the gateway first); checks every sha256 before touching anything."""
-    if not yes:
-        typer.secho("error: restore overwrites the ledger, the database, config.yaml and the env file; "
-                    "stop the gateway, then run again with --yes", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1)
-    try:
-        restored = restore(folder, _settings(config))
-    except BackupError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
-    for line in restored:
-        typer.echo(f"restored {line}")

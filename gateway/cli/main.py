@@ -143,15 +143,16 @@ def demo(
 
 
 # --- subcommands that live in their own modules (one registration line each) ---
-from proxy_config import models_cmd, render  # noqa: E402  (provisioning: issue 5)
+from gateway.cli import models  # noqa: E402  (provisioning: issue 5)
+from proxy_config import render  # noqa: E402
 
 app.add_typer(render.app, name="render")
-app.add_typer(models_cmd.app, name="models")
+app.add_typer(models.app, name="models")
 from gateway.cli import keys, report  # noqa: E402  (observability: issue 4; keys: issue 3)
 
 app.command(name="report")(report.report)
 app.add_typer(keys.app, name="keys")
-from proxy_config import backup  # noqa: E402  (provisioning: issue 14)
+from gateway.cli import backup  # noqa: E402  (provisioning: issue 14)
 
 app.command(name="backup")(backup.backup_cmd)
 app.command(name="restore")(backup.restore_cmd)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from emulators import ollama as ollama_emulator
 from emulators._common import serve_in_thread
 from gateway.cli.main import app
-from proxy_config.models_cmd import PullState
+from gateway.cli.models import PullState
 from tests.harness import REPO, dead_url
 
 runner = CliRunner()

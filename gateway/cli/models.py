@@ -18,13 +18,12 @@ from typing import Annotated
 import httpx
 import typer
 
+from gateway.cli.common import ConfigOpt, JsonOpt, fail
 from proxy_config.settings import SettingsError, read_config, read_environment
 
 app = typer.Typer(help="Pull and list the local tier's Ollama models.", no_args_is_help=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--ollama-url", help="Ollama base URL (default: OLLAMA_URL or http://localhost:11434).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="config.yaml to compare against (default: GATEWAY_CONFIG or ./config.yaml).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a progress bar / table.")]
 
 
 class OllamaError(RuntimeError):
@@ -82,17 +81,13 @@ def stream_pull(url: str, name: str):
                           timeout=httpx.Timeout(10.0, read=600.0)) as response:
             if response.status_code != 200:
                 response.read()
-                raise OllamaError(f"Ollama answered {response.status_code} to pull {name!r}: {response.text.strip()[:300]}")
+                raise OllamaError(f"Ollama answered {response.status_code} to pull {name!r}: "
+                                  f"{response.text.strip()[:300]}")
             for raw in response.iter_lines():
                 if raw.strip():
                     yield json.loads(raw)
     except httpx.TransportError as exc:
         raise _unreachable(url, exc) from None
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
 
 
 def _pull_with_bar(lines, name: str) -> PullState:
@@ -133,11 +128,12 @@ def pull(
         else:
             state = _pull_with_bar(stream_pull(base, name), name)
     except OllamaError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if state.error:
-        raise _fail(f"Ollama could not pull {name!r}: {state.error}")
+        raise fail(f"Ollama could not pull {name!r}: {state.error}")
     if not state.done:
-        raise _fail(f"the pull of {name!r} ended before Ollama said success (last status: {state.status!r}); run it again")
+        raise fail(f"the pull of {name!r} ended before Ollama said success (last status: {state.status!r}); "
+                   "run it again")
     known = configured_models(config)
     if not as_json:
         typer.echo(f"pulled {name}")
@@ -153,9 +149,9 @@ def list_models(url: UrlOpt = None, config: ConfigOpt = None, as_json: JsonOpt =
     try:
         response = httpx.get(f"{base}/api/tags", timeout=10.0)
     except httpx.TransportError as exc:
-        raise _fail(str(_unreachable(base, exc))) from None
+        raise fail(str(_unreachable(base, exc))) from None
     if response.status_code != 200:
-        raise _fail(f"Ollama answered {response.status_code} to /api/tags: {response.text.strip()[:300]}")
+        raise fail(f"Ollama answered {response.status_code} to /api/tags: {response.text.strip()[:300]}")
     known = configured_models(config) or set()
     rows = [{"name": m["name"], "size_bytes": m.get("size", 0), "modified_at": m.get("modified_at", ""),
              "in_config": m["name"] in known} for m in response.json().get("models", [])]
