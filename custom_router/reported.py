@@ -28,7 +28,8 @@ class Reported:
 
 def parse_show(show: Mapping[str, object]) -> Reported:
     caps = show.get("capabilities")
-    names = frozenset(OLLAMA_CAPABILITIES[c] for c in caps if c in OLLAMA_CAPABILITIES) if isinstance(caps, list) else frozenset()
+    names = (frozenset(OLLAMA_CAPABILITIES[c] for c in caps if c in OLLAMA_CAPABILITIES) if isinstance(caps, list)
+             else frozenset())
     info = show.get("model_info")
     context = None
     if isinstance(info, Mapping):
@@ -52,6 +53,6 @@ def differences(entry: ModelEntry, reported: Reported) -> list[str]:
     if reported.context_length is None:
         out.append(f"Ollama reported no context length for {entry.name}")
     elif entry.context_window > reported.context_length:
-        out.append(f"config.yaml plans {entry.name} with {entry.context_window} tokens (max_input_tokens), but the model "
-                   f"was trained for {reported.context_length}; lower max_input_tokens")
+        out.append(f"config.yaml plans {entry.name} with {entry.context_window} tokens (max_input_tokens), "
+                   f"but the model was trained for {reported.context_length}; lower max_input_tokens")
     return out

@@ -37,7 +37,8 @@ class BackendMonitor:
         self._shown: dict[str, str] = {}  # Ollama tag -> digest last compared
         self.interval = interval
         self.timeout = timeout
-        cloud_problem = None if cloud_key_set else "DEEPSEEK_API_KEY is not set (set it in .env to enable the cloud tier)"
+        cloud_problem = (None if cloud_key_set
+                         else "DEEPSEEK_API_KEY is not set (set it in .env to enable the cloud tier)")
         # Down until the first poll, which start() runs before the first request is served.
         self.state = BackendState(ollama_up=False, local_problem="Ollama has not been polled yet",
                                   cloud_ready=cloud_key_set, cloud_problem=cloud_problem)
@@ -71,9 +72,11 @@ class BackendMonitor:
                 models = response.json().get("models") or []
                 await self._compare(client, models)
         except Exception as exc:  # any failure means "unreachable"; never raise from the monitor
-            self.mark_local_down(f"Ollama at {self.ollama_url} is unreachable ({_short(exc)}); start Ollama or fix OLLAMA_URL")
+            self.mark_local_down(f"Ollama at {self.ollama_url} is unreachable ({_short(exc)}); "
+                                 "start Ollama or fix OLLAMA_URL")
             return
-        installed = frozenset(normalize_tag(str(m.get("name") or m.get("model"))) for m in models if isinstance(m, dict))
+        installed = frozenset(normalize_tag(str(m.get("name") or m.get("model")))
+                              for m in models if isinstance(m, dict))
         if not self.state.ollama_up:
             log.info("Ollama at %s is up with %d models", self.ollama_url, len(installed))
         self.state = replace(self.state, ollama_up=True, installed=installed, local_problem=None)

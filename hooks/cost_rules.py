@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 
 DEFAULT_TEMPERATURE = 1.0  # OpenAI's documented default when a request sends none
 NOT_ANSWER_CHANGING = frozenset({
-    "model", "stream", "stream_options", "user", "metadata", "litellm_metadata", "proxy_server_request", "secret_fields",
+    "model", "stream", "stream_options", "user", "metadata", "litellm_metadata", "proxy_server_request",
+    "secret_fields",
     "fallbacks", "mock_response", "api_key", "api_base", "timeout", "request_timeout", "num_retries", "tags", "ttl",
 })
 
@@ -56,7 +57,8 @@ def cache_plan(body: Mapping, headers: Mapping[str, str], ttl: int, max_temperat
     raw_ttl = headers.get("x-gateway-cache-ttl")
     if raw_ttl is not None:
         if not raw_ttl.strip().isdigit():
-            raise BadCacheHeader(f"x-gateway-cache-ttl must be a whole number of seconds, e.g. 60; got {raw_ttl[:40]!r}")
+            raise BadCacheHeader("x-gateway-cache-ttl must be a whole number of seconds, e.g. 60; "
+                                 f"got {raw_ttl[:40]!r}")
         ttl = min(ttl, int(raw_ttl))
         write = write and ttl > 0
     temperature = body.get("temperature")

@@ -57,7 +57,8 @@ def _carries_token(obj: object, fmt: str) -> bool:
         return bool(obj.get("done") or message.get("content") or message.get("thinking") or message.get("tool_calls"))
     for choice in obj.get("choices") or []:
         delta = choice.get("delta") or {}
-        if choice.get("finish_reason") or delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"):
+        if (choice.get("finish_reason") or delta.get("content") or delta.get("reasoning_content")
+                or delta.get("tool_calls")):
             return True
     return bool(obj.get("usage")) and not obj.get("choices")
 
@@ -184,7 +185,8 @@ class OpenAIAssembler(Assembler):
             if tools:
                 message["tool_calls"] = tools
             logprobs = {"content": state["logprobs"]} if state["logprobs"] else None
-            choices.append({"index": index, "message": message, "logprobs": logprobs, "finish_reason": state["finish_reason"]})
+            choices.append({"index": index, "message": message, "logprobs": logprobs,
+                            "finish_reason": state["finish_reason"]})
         body = {"id": self.head.get("id"), "object": "chat.completion", "created": self.head.get("created"),
                 "model": self.head.get("model"), "choices": choices}
         if "system_fingerprint" in self.head:

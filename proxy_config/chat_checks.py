@@ -38,7 +38,8 @@ def bad(param: str, message: str, code: str = "invalid_value") -> RequestRejecte
 def describe(value: object) -> str:
     if value is None:
         return "null"
-    kind = {bool: "a boolean", str: "a string", int: "the integer", float: "the number", list: "an array", dict: "an object"}
+    kind = {bool: "a boolean", str: "a string", int: "the integer", float: "the number", list: "an array",
+            dict: "an object"}
     text = json.dumps(value)
     shown = text if len(text) <= 40 else text[:37] + "..."
     return f"{kind.get(type(value), type(value).__name__)} {shown}"
@@ -54,14 +55,17 @@ def check_json(body: bytes, max_depth: int, required: bool) -> object:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise bad(None, f"The request body is not valid UTF-8 (bad byte at offset {exc.start}); encode it as UTF-8.", "invalid_utf8") from None
+        raise bad(None, f"The request body is not valid UTF-8 (bad byte at offset {exc.start}); encode it as UTF-8.",
+                  "invalid_utf8") from None
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise too_deep(max_depth) from None
     except ValueError as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
-        raise bad(None, f"The request body is not valid JSON ({getattr(exc, 'msg', exc)}{where}); send one JSON object.", "invalid_json") from None
+        why = getattr(exc, "msg", exc)
+        raise bad(None, f"The request body is not valid JSON ({why}{where}); send one JSON object.",
+                  "invalid_json") from None
     if nesting_exceeds(value, max_depth):
         raise too_deep(max_depth)
     if required and not isinstance(value, dict):
@@ -111,7 +115,8 @@ def number_in(lo: float, hi: float) -> Callable[[str, object], None]:
 def integer_in(lo: int, hi: int) -> Callable[[str, object], None]:
     def check(name: str, value: object) -> None:
         if not is_int(value):
-            raise bad(name, f"'{name}' must be an integer between {lo} and {hi}, got {describe(value)}.", "invalid_type")
+            raise bad(name, f"'{name}' must be an integer between {lo} and {hi}, got {describe(value)}.",
+                      "invalid_type")
         if not lo <= value <= hi:
             raise bad(name, f"'{name}' must be between {lo} and {hi}, got {value}.")
     return check
@@ -146,7 +151,8 @@ def check_logit_bias(name: str, value: object) -> None:
 
 def check_response_format(name: str, value: object) -> None:
     if not (isinstance(value, dict) and isinstance(value.get("type"), str)):
-        raise bad(name, f"'{name}' must be an object like {{\"type\": \"json_object\"}}, got {describe(value)}.", "invalid_type")
+        raise bad(name, f"'{name}' must be an object like {{\"type\": \"json_object\"}}, got {describe(value)}.",
+                  "invalid_type")
 
 
 # LiteLLM-only request fields a client of this gateway may not set. Endpoints and credentials are
@@ -199,15 +205,18 @@ def check_client_fields(body: dict) -> None:
     """Any OpenAI-path body: no LiteLLM-only field (CLIENT_FORBIDDEN)."""
     forbidden = sorted(CLIENT_FORBIDDEN & body.keys())
     if forbidden:
-        raise bad(forbidden[0], f"'{forbidden[0]}' cannot be set by clients of this gateway (routing, timeouts, credentials "
-                                "and caching come from its config.yaml); remove it from the request.", "unsupported_parameter")
+        raise bad(forbidden[0], f"'{forbidden[0]}' cannot be set by clients of this gateway (routing, timeouts, "
+                                "credentials and caching come from its config.yaml); remove it from the request.",
+                  "unsupported_parameter")
 
 
 def check_model(model: object) -> None:
     if model is None:
-        raise bad("model", "'model' is missing; set it to a model from GET /v1/models, or \"auto\".", "missing_required_parameter")
+        raise bad("model", "'model' is missing; set it to a model from GET /v1/models, or \"auto\".",
+                  "missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
-        raise bad("model", f"'model' must be a model name from GET /v1/models (or \"auto\"), got {describe(model)}.", "invalid_type")
+        raise bad("model", f"'model' must be a model name from GET /v1/models (or \"auto\"), got {describe(model)}.",
+                  "invalid_type")
 
 
 def check_served_model(model: object, served: Collection[str]) -> None:
@@ -228,9 +237,11 @@ def check_n(body: Mapping[str, object], model: object, caps: Mapping[str, int]) 
 
 def check_messages(messages: object) -> None:
     if messages is None:
-        raise bad("messages", f"'messages' is missing; send an array of messages, e.g. [{EXAMPLE}].", "missing_required_parameter")
+        raise bad("messages", f"'messages' is missing; send an array of messages, e.g. [{EXAMPLE}].",
+                  "missing_required_parameter")
     if not isinstance(messages, list):
-        raise bad("messages", f"'messages' must be an array of messages like [{EXAMPLE}], got {describe(messages)}.", "invalid_type")
+        raise bad("messages", f"'messages' must be an array of messages like [{EXAMPLE}], got {describe(messages)}.",
+                  "invalid_type")
     if not messages:
         raise bad("messages", f"'messages' is empty; send at least one message, e.g. [{EXAMPLE}].")
     for i, message in enumerate(messages):
@@ -247,21 +258,27 @@ def check_message(where: str, message: object) -> None:
     content = message.get("content")
     if content is None:
         if role not in ("assistant", "function"):  # an assistant turn may carry only tool_calls
-            raise bad(f"{where}.content", f"'{where}.content' is missing; send the {role} message's text as a string.", "missing_required_parameter")
+            raise bad(f"{where}.content", f"'{where}.content' is missing; send the {role} message's text as a string.",
+                      "missing_required_parameter")
     elif isinstance(content, list):
         for j, part in enumerate(content):
             if not (isinstance(part, dict) and isinstance(part.get("type"), str)):
                 raise bad(f"{where}.content[{j}]", f"'{where}.content[{j}]' must be a content part like "
                           f'{{"type": "text", "text": "Hello"}}, got {describe(part)}.', "invalid_type")
     elif not isinstance(content, str):
-        raise bad(f"{where}.content", f"'{where}.content' must be a string or an array of content parts, got {describe(content)}.", "invalid_type")
-    for name, kind, what in (("name", str, "a string"), ("tool_calls", list, "an array"), ("tool_call_id", str, "a string")):
+        raise bad(f"{where}.content",
+                  f"'{where}.content' must be a string or an array of content parts, got {describe(content)}.",
+                  "invalid_type")
+    for name, kind, what in (("name", str, "a string"), ("tool_calls", list, "an array"),
+                             ("tool_call_id", str, "a string")):
         if message.get(name) is not None and not isinstance(message[name], kind):
-            raise bad(f"{where}.{name}", f"'{where}.{name}' must be {what}, got {describe(message[name])}.", "invalid_type")
+            raise bad(f"{where}.{name}", f"'{where}.{name}' must be {what}, got {describe(message[name])}.",
+                      "invalid_type")
 
 
 def largest_output_tokens(config: Mapping[str, object], default: int = 1_000_000) -> int:
     """The largest `model_info.max_output_tokens` in config.yaml: no model can honour more."""
-    sizes = [(item.get("model_info") or {}).get("max_output_tokens") for item in config.get("model_list") or [] if isinstance(item, dict)]
+    sizes = [(item.get("model_info") or {}).get("max_output_tokens") for item in config.get("model_list") or []
+             if isinstance(item, dict)]
     sizes = [int(size) for size in sizes if is_int(size)]
     return max(sizes) if sizes else default

@@ -67,7 +67,8 @@ class TierDeadlines:
 def tiers_from_settings(settings) -> tuple[TierDeadlines, ...]:
     routing = settings.routing
     return (
-        TierDeadlines("local", "Ollama", settings.ollama_url, routing.local_first_token_seconds, routing.local_stall_seconds),
+        TierDeadlines("local", "Ollama", settings.ollama_url, routing.local_first_token_seconds,
+                      routing.local_stall_seconds),
         TierDeadlines("cloud", "DeepSeek", settings.deepseek_url, routing.cloud_first_token_seconds,
                       routing.cloud_stall_seconds),
     )
@@ -116,7 +117,8 @@ def as_stream_request(request: httpx.Request, body: dict, fmt: str) -> httpx.Req
     body = {**body, "stream": True}
     if fmt == "openai":
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in ("content-length", "accept-encoding")]
+    headers = [(k, v) for k, v in request.headers.raw
+               if k.decode().lower() not in ("content-length", "accept-encoding")]
     headers.append((b"accept-encoding", b"identity"))
     return httpx.Request(request.method, request.url, headers=headers, content=json.dumps(body).encode(),
                          extensions=request.extensions)

@@ -34,7 +34,8 @@ KNOWN_VALUES = frozenset(v.lower() for v in (
     "converge-redis-password-0123456789",
     "sk-1234", "sk-master-key", "sk-test",
 ))
-PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "example", "placeholder", "replace-me", "your-key", "xxxxxxxx")
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "example", "placeholder", "replace-me", "your-key",
+                       "xxxxxxxx")
 
 
 def _shortest_period(value: str) -> int:
@@ -80,5 +81,6 @@ def weak_reason(value: str | None, what: str = "the secret") -> str | None:
     if _longest_run(value) >= MAX_RUN:
         return f"{what} contains a run of {MAX_RUN} or more consecutive characters (like 01234567); {GENERATE}"
     if bits_per_char(value) < MIN_BITS_PER_CHAR:
-        return f"{what} has too little entropy ({bits_per_char(value):.1f} bits per character, under {MIN_BITS_PER_CHAR}); {GENERATE}"
+        return (f"{what} has too little entropy ({bits_per_char(value):.1f} bits per character, "
+                f"under {MIN_BITS_PER_CHAR}); {GENERATE}")
     return None
