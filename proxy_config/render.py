@@ -26,7 +26,8 @@ NGINX_TEMPLATE = "nginx-site.conf.j2"
 
 app = typer.Typer(help="Render the systemd unit and nginx site the Ansible roles deploy.", no_args_is_help=True)
 
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the rendered file into (created if missing).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o",
+                                      help="Folder to write the rendered file into (created if missing).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the written path as JSON.")]
 
 
@@ -86,7 +87,8 @@ def nginx_variables(*, server_name: str = "_", listen_address: str = "", http_po
                     upstream_host: str = "127.0.0.1", upstream_port: int = 8080,
                     client_max_body_size: str = "20m", read_timeout: str = "600s",
                     hsts_max_age: int = 31536000, ipv6: bool = True, upstream_keepalive_timeout: str = "60s",
-                    limit_req_rate: str = "20r/s", limit_req_burst: int = 40, limit_conn: int = 64) -> dict[str, object]:
+                    limit_req_rate: str = "20r/s", limit_req_burst: int = 40,
+                    limit_conn: int = 64) -> dict[str, object]:
     return {
         "nginx_server_name": server_name,
         "nginx_listen_address": listen_address,
@@ -115,7 +117,8 @@ def _write(out: Path, name: str, text: str, as_json: bool, next_step: str) -> No
         path = out / name
         path.write_text(text)
     except OSError as exc:
-        typer.secho(f"error: cannot write {out / name}: {exc.strerror}; choose a writable --out folder", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: cannot write {out / name}: {exc.strerror}; choose a writable --out folder",
+                    fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None
     if as_json:
         typer.echo(json.dumps({"path": str(path)}))
@@ -127,23 +130,31 @@ def _write(out: Path, name: str, text: str, as_json: bool, next_step: str) -> No
 def systemd(
     out: OutOpt,
     user: Annotated[str, typer.Option(help="System user (and group) the gateway runs as.")] = "ai-gateway",
-    venv: Annotated[Path, typer.Option(help="Virtualenv holding the installed `gateway` command.")] = Path("/opt/ai-gateway/venv"),
-    config_file: Annotated[Path, typer.Option("--config-file", help="Deployed config.yaml.")] = Path("/etc/ai-gateway/config.yaml"),
-    env_file: Annotated[Path, typer.Option(help="Root-owned 0600 environment file with the keys.")] = Path("/etc/ai-gateway/env"),
+    venv: Annotated[Path, typer.Option(
+        help="Virtualenv holding the installed `gateway` command.")] = Path("/opt/ai-gateway/venv"),
+    config_file: Annotated[Path, typer.Option(
+        "--config-file", help="Deployed config.yaml.")] = Path("/etc/ai-gateway/config.yaml"),
+    env_file: Annotated[Path, typer.Option(
+        help="Root-owned 0600 environment file with the keys.")] = Path("/etc/ai-gateway/env"),
     host: Annotated[str, typer.Option(help="Bind address (keep loopback behind nginx).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Bind port.", min=1, max=65535)] = 8080,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: a quarter of the cores, 2..4).", min=1, max=64)] = None,
-    limit_max_requests: Annotated[int, typer.Option(help="Recycle a worker after this many requests (0 = never).", min=0)] = 10000,
-    memory_max_mb_: Annotated[int | None, typer.Option("--memory-max-mb", help="Hard memory limit (default: 1 GiB per worker + 512 MiB).", min=256)] = None,
-    after: Annotated[list[str] | None, typer.Option(help="Extra units to start after, e.g. ollama.service (repeatable).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes (default: a quarter of the cores, 2..4).", min=1, max=64)] = None,
+    limit_max_requests: Annotated[int, typer.Option(
+        help="Recycle a worker after this many requests (0 = never).", min=0)] = 10000,
+    memory_max_mb_: Annotated[int | None, typer.Option(
+        "--memory-max-mb", help="Hard memory limit (default: 1 GiB per worker + 512 MiB).", min=256)] = None,
+    after: Annotated[list[str] | None, typer.Option(
+        help="Extra units to start after, e.g. ollama.service (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Render ai-gateway.service (hardened systemd unit)."""
-    variables = systemd_variables(user=user, venv=venv, config_file=config_file, env_file=env_file, host=host, port=port,
-                                  workers=workers, limit_max_requests=limit_max_requests,
+    variables = systemd_variables(user=user, venv=venv, config_file=config_file, env_file=env_file, host=host,
+                                  port=port, workers=workers, limit_max_requests=limit_max_requests,
                                   memory_max_mb_=memory_max_mb_, after=tuple(after or ()))
     _write(out, "ai-gateway.service", render(SYSTEMD_TEMPLATE, variables), as_json,
-           "sudo install -m 0644 {path} /etc/systemd/system/ && sudo systemctl daemon-reload && sudo systemctl enable --now ai-gateway")
+           "sudo install -m 0644 {path} /etc/systemd/system/ && sudo systemctl daemon-reload "
+           "&& sudo systemctl enable --now ai-gateway")
 
 
 @app.command()
@@ -153,16 +164,21 @@ def nginx(
     listen_address: Annotated[str, typer.Option(help="Address to listen on (default: all, IPv4 and IPv6).")] = "",
     http_port: Annotated[int, typer.Option(help="Plain HTTP port (redirects to HTTPS).", min=1, max=65535)] = 80,
     https_port: Annotated[int, typer.Option(help="HTTPS port.", min=1, max=65535)] = 443,
-    certificate: Annotated[Path, typer.Option(help="TLS certificate (full chain).")] = Path("/etc/ssl/ai-gateway/fullchain.pem"),
+    certificate: Annotated[Path, typer.Option(
+        help="TLS certificate (full chain).")] = Path("/etc/ssl/ai-gateway/fullchain.pem"),
     certificate_key: Annotated[Path, typer.Option(help="TLS private key.")] = Path("/etc/ssl/ai-gateway/privkey.pem"),
     upstream_port: Annotated[int, typer.Option(help="Port of `gateway serve` on 127.0.0.1.", min=1, max=65535)] = 8080,
     client_max_body_size: Annotated[str, typer.Option(help="Largest request body nginx accepts.")] = "20m",
     read_timeout: Annotated[str, typer.Option(help="Longest gap between two reads from the gateway.")] = "600s",
-    hsts_max_age: Annotated[int, typer.Option(help="Strict-Transport-Security max-age in seconds (0 = no header).", min=0)] = 31536000,
-    upstream_keepalive_timeout: Annotated[str, typer.Option(help="Idle upstream connections are closed after this; keep it below the gateway's 75 s.")] = "60s",
-    limit_req_rate: Annotated[str, typer.Option(help="Requests per client address (nginx limit_req rate, e.g. 20r/s).")] = "20r/s",
+    hsts_max_age: Annotated[int, typer.Option(
+        help="Strict-Transport-Security max-age in seconds (0 = no header).", min=0)] = 31536000,
+    upstream_keepalive_timeout: Annotated[str, typer.Option(
+        help="Idle upstream connections are closed after this; keep it below the gateway's 75 s.")] = "60s",
+    limit_req_rate: Annotated[str, typer.Option(
+        help="Requests per client address (nginx limit_req rate, e.g. 20r/s).")] = "20r/s",
     limit_req_burst: Annotated[int, typer.Option(help="Burst above that rate, served without delay.", min=0)] = 40,
-    limit_conn: Annotated[int, typer.Option(help="Requests in flight per client address (streams count for their whole length).", min=1)] = 64,
+    limit_conn: Annotated[int, typer.Option(
+        help="Requests in flight per client address (streams count for their whole length).", min=1)] = 64,
     as_json: JsonOpt = False,
 ) -> None:
     """Render ai-gateway.conf (nginx site: TLS, HTTP->HTTPS redirect, streaming proxy)."""
