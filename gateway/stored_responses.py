@@ -12,20 +12,12 @@ How it fails: every answer is OpenAI-shaped JSON; a store that cannot be read is
 
 from __future__ import annotations
 
-import json
 import re
 
+from gateway.errors import error_body, send_error, send_json
 from hooks.response_store import StoreUnavailable
-from gateway.errors import error_body, send_error
 
 PATH = re.compile(r"/(?:openai/)?(?:v1/)?responses/(?!input_tokens/?\Z)([^/]+)(/input_items)?/?\Z")
-
-
-async def send_json(send, status: int, body: object) -> None:
-    payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-    await send({"type": "http.response.body", "body": payload})
 
 
 class StoredResponses:
