@@ -50,10 +50,10 @@ REPLAYED_OUTPUT = frozenset({"message", "function_call"})
 
 def owner() -> str | None:
     """The full sha256 of the request's key (its short form in logs is too short to scope data by)."""
-    from proxy_config.keys import key_hash
+    from proxy_config.keys import key_digest
 
     ctx = context.current.get()
-    return key_hash(ctx.presented_key) if ctx is not None and ctx.presented_key else None
+    return key_digest(ctx.presented_key) if ctx is not None and ctx.presented_key else None
 
 
 def as_items(value: object) -> list:
