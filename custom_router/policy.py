@@ -44,6 +44,7 @@ from custom_router.facts import (  # noqa: F401  (re-exported)
     estimate_tokens,
     fits,
     looks_truncated,
+    messages_request_facts,
     needed_context,
     prompt_tokens,
     request_facts,

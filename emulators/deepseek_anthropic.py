@@ -21,7 +21,9 @@ Messages API):
   content_block_delta (thinking_delta, text_delta, input_json_delta) /
   content_block_stop per block, message_delta (stop_reason, usage),
   message_stop.
-- errors: {"type": "error", "error": {"type", "message"}}.
+- errors: {"type": "error", "error": {"type", "message"}}, the type by status
+  (ERROR_TYPES: invalid_request_error, authentication_error, rate_limit_error,
+  api_error, overloaded_error, ...).
 
 Faults of `/_emulator/fault` apply here as on the OpenAI endpoint (HTTP
 errors, hang, slow, cut, error_mid_stream, keep-alives).
@@ -46,6 +48,11 @@ from emulators.deepseek_answers import generate, http_faults, presented_key
 __all__ = ["messages"]
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+# The error `type` by status, as Anthropic's Messages API names them (docs.anthropic.com/en/api/errors),
+# which DeepSeek's compatible endpoint follows; LiteLLM maps the type, so a 500 must not say invalid_request_error.
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 422: "invalid_request_error",
+               429: "rate_limit_error", 500: "api_error", 503: "overloaded_error"}
 
 
 def anthropic_error(status: int, message: str, type_: str = "invalid_request_error") -> dict:
@@ -159,7 +166,7 @@ async def messages(request: Request) -> Response:
         return reply(400, "messages: a non-empty list of user/assistant messages is required")
     state.stats.record_chat(model, body)
     fault = state.faults.take(model)
-    errors = {mode: (status, anthropic_error(status, payload["error"]["message"]))
+    errors = {mode: (status, anthropic_error(status, payload["error"]["message"], ERROR_TYPES.get(status, "api_error")))
               for mode, (status, payload) in http_faults(key).items()}
     early = await early_fault(request, fault, errors)
     if early is not None:

@@ -12,7 +12,10 @@
 - failure events: mark Ollama down at once on a connection failure and remember each
   tier's cause for the error message;
 - post-call failure: when both tiers failed (or the other was unavailable) answer 503 with
-  an OpenAI-shaped error naming both causes.
+  an OpenAI-shaped error naming both causes, and route `none` (nothing served it);
+- Anthropic Messages (/v1/messages) go through the same decision: measured with
+  custom_router.messages_request_facts; LiteLLM serves them on Ollama by translating to chat, and on
+  DeepSeek through its Anthropic-compatible endpoint (README "Anthropic Messages" says why).
 Anything unexpected inside the hook is logged and the request goes on unchanged (fail open),
 except the deliberate 503 when no backend can serve.
 """
@@ -39,6 +42,7 @@ from custom_router.policy import (
     decide,
     decide_embedding,
     looks_truncated,
+    messages_request_facts,
     request_facts,
 )
 from hooks import context, inflight
@@ -48,7 +52,9 @@ from hooks.runtime import deployment_of, get_runtime
 log = logging.getLogger("gateway.routing")
 
 EMBEDDING_CALL_TYPES = frozenset({"aembedding", "embeddings"})
-ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"}) | EMBEDDING_CALL_TYPES
+# Anthropic's /v1/messages: measured from its own body shape, then decided like chat (docs: README "Anthropic Messages").
+MESSAGES_CALL_TYPES = frozenset({"anthropic_messages"})
+ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"}) | EMBEDDING_CALL_TYPES | MESSAGES_CALL_TYPES
 FALLBACK_FAILED = "also failed: "  # LiteLLM router's wording when the fallback group failed too
 OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # LiteLLM's wording for Ollama's error line
 RAW_MODEL_NAME_KEY = "_complexity_router_return_raw_model_name"  # LiteLLM: keep the served model's name
@@ -122,7 +128,7 @@ class RoutingHook(CustomLogger):
         if call_type in EMBEDDING_CALL_TYPES:
             decision = decide_embedding(str(data.get("model", "")), runtime.policy, runtime.monitor.state)
         else:
-            facts = request_facts(data)
+            facts = messages_request_facts(data) if call_type in MESSAGES_CALL_TYPES else request_facts(data)
             if ctx is not None and ctx.cloud_denied is not None:
                 facts = replace(facts, cloud_denied=ctx.cloud_denied)
             state = await inflight.reserve(ctx, facts, runtime)  # the backend state with the expected local waits
@@ -170,7 +176,11 @@ class RoutingHook(CustomLogger):
         translated json_schema reply."""
         hidden = getattr(response, "_hidden_params", None) or {}
         served = deployment_of(hidden.get("model_id"))
-        if served is not None and hasattr(response, "model"):
+        if served is None and isinstance(response, dict):  # /v1/messages answers a dict; its deployment is in metadata
+            served = deployment_of(((data.get("litellm_metadata") or {}).get("model_info") or {}).get("id"))
+        if served is not None and isinstance(response, dict) and "model" in response:
+            response["model"] = served[0]
+        elif served is not None and hasattr(response, "model"):
             response.model = served[0]
         schema = getattr(context.current.get(), "reply_schema", None)  # set when the serving attempt translated it
         for choice in (getattr(response, "choices", None) or []) if schema is not None else ():
@@ -232,7 +242,10 @@ class RoutingHook(CustomLogger):
             second = f"fallback to {other} tier ({decision.fallback}) also failed: {_short(message.split(FALLBACK_FAILED, 1)[1])}"
         else:
             return None  # LiteLLM did not try the other tier: its own error says why
-        return HTTPException(status_code=503, detail=f"Both tiers failed. {first} ({_short(message)}); {second}")
+        detail = f"Both tiers failed. {first} ({_short(message)}); {second}"
+        ctx.final_error = (503, detail)  # for /v1/messages, whose LiteLLM handler ignores the returned exception
+        ctx.decision = replace(decision, route=Route.NONE, reason=Reason.NO_BACKEND)  # x-gateway-route: none
+        return HTTPException(status_code=503, detail=detail)
 
 
 CONNECT_FAILURES = ("Cannot connect to host", "Connect call failed", "Connection refused", "All connection attempts failed",
