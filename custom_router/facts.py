@@ -1,7 +1,7 @@
 """What a request is, measured without a tokenizer: pure functions, O(size of the request).
 
 `request_facts` reads a chat body once (characters, UTF-8 bytes of everything the model reads,
-the kinds it needs: tools, json_schema, vision); the estimates plan the context window
+the kinds it needs: tools, a forced tool call, json_schema, vision); the estimates plan the context window
 conservatively (`prompt_tokens`, `needed_context`, `fits`) and recognize a prompt Ollama cut
 (`looks_truncated`). `messages_request_facts` measures an Anthropic Messages body the same way
 (its `system`, text, image, tool_use and tool_result blocks, and its tools), so `auto` and the
@@ -38,6 +38,13 @@ def _text_length(content: object) -> tuple[int, int, bool]:
     return chars, size, image
 
 
+def forces_tool(tool_choice: object) -> bool:
+    """`required`, a named function (OpenAI), or `any` / a named tool (Anthropic): the model must call a tool."""
+    if isinstance(tool_choice, dict):
+        return tool_choice.get("type") in ("function", "any", "tool")
+    return tool_choice == "required"
+
+
 def _json_size(value: object) -> int:
     """Rough UTF-8 size of a JSON value (tool schemas, response schemas) without serializing it."""
     if isinstance(value, str):
@@ -65,6 +72,8 @@ def request_facts(body: Mapping[str, object]) -> RequestFacts:
     if tools:
         kinds.add("tools")
         size += _json_size(tools)
+        if forces_tool(body.get("tool_choice")):
+            kinds.add("tool_choice")
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
         kinds.add("json_schema")
@@ -141,4 +150,4 @@ def messages_request_facts(body: Mapping[str, object]) -> RequestFacts:
         if isinstance(message, dict):
             messages.append({**message, "content": _anthropic_parts(message.get("content"))})
     return request_facts({"model": body.get("model", ""), "messages": messages, "tools": body.get("tools"),
-                          "max_tokens": body.get("max_tokens")})
+                          "tool_choice": body.get("tool_choice"), "max_tokens": body.get("max_tokens")})

@@ -139,7 +139,10 @@ class RoutingHook(CustomLogger):
         if ctx is not None:
             ctx.decision = decision
         if decision.route is Route.NONE:
-            raise refusal(decision)
+            error = refusal(decision)
+            if ctx is not None:
+                ctx.final_error = (int(error.code), error.message, error.param, error.type)
+            raise error
         data["model"] = decision.model
         data["fallbacks"] = [decision.fallback] if decision.fallback else []
         metadata = data.setdefault("metadata", {})
@@ -151,7 +154,7 @@ class RoutingHook(CustomLogger):
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
         """Shape the request for the model of this attempt (custom_router.params)."""
         try:
-            metadata = kwargs.get("metadata") or {}
+            metadata = kwargs.get("litellm_metadata" if call_type in MESSAGES_CALL_TYPES else "metadata") or {}
             entry = get_runtime().policy.models.get(metadata.get("deployment_model_name") or metadata.get("model_group") or "")
             if entry is None:
                 return None
@@ -243,7 +246,7 @@ class RoutingHook(CustomLogger):
         else:
             return None  # LiteLLM did not try the other tier: its own error says why
         detail = f"Both tiers failed. {first} ({_short(message)}); {second}"
-        ctx.final_error = (503, detail)  # for /v1/messages, whose LiteLLM handler ignores the returned exception
+        ctx.final_error = (503, detail, None, None)  # for /v1/messages, whose LiteLLM handler ignores the returned exception
         ctx.decision = replace(decision, route=Route.NONE, reason=Reason.NO_BACKEND)  # x-gateway-route: none
         return HTTPException(status_code=503, detail=detail)
 

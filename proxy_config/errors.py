@@ -428,9 +428,9 @@ class ResponseFilter:
             except (OSError, EOFError):
                 raw = b""
         status = start["status"]
-        final = getattr(context.current.get(), "final_error", None)  # hooks.routing's verdict (both tiers failed)
+        final = getattr(context.current.get(), "final_error", None)  # hooks.routing's verdict (a refusal, both tiers failed)
         if final is not None:
-            status, body = final[0], error_body(final[0], clean_message(final[1]))
+            status, body = final[0], error_body(final[0], clean_message(final[1]), final[2], final[3])
         else:
             body = shaped_error(status, raw, headers.get(b"content-type", b"").decode("latin-1"), self.method, self.path)
         self.started = self.finished = True

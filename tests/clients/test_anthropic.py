@@ -54,6 +54,7 @@ def test_a_client_key_gets_a_local_answer_for_auto_with_route_headers_limits_and
     assert int(raw.headers["x-ratelimit-limit-requests"]) - int(raw.headers["x-ratelimit-remaining-requests"]) >= 1
     assert not [h for h in raw.headers if h.startswith(("x-litellm-", "llm_provider-"))]  # no internal URLs
     assert ollama.chats("qwen2.5:7b") == 1
+    assert ollama.stats()["last_options"]["qwen2.5:7b"]["num_ctx"] == 8192  # shaped like chat: no silent truncation
     assert requests_total(gw, model="qwen2.5:7b", reason="simple", route="local", status="200") == before + 1
 
 
@@ -99,6 +100,19 @@ def test_tools_stay_local_and_a_tool_result_turn_is_answered(client, ollama):
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 C, sunny"}]}])
     assert follow_up.content and follow_up.stop_reason in ("end_turn", "tool_use")
     assert ollama.chats("qwen2.5:7b") == 2
+
+
+def test_a_forced_tool_call_goes_to_a_model_that_can_force_one(client, ollama, deepseek):
+    raw = client.messages.with_raw_response.create(model="auto", max_tokens=200, tools=[WEATHER],
+                                                   tool_choice={"type": "any"}, messages=HELLO)
+    assert route_of(raw.headers) == ("cloud", "capability")
+    assert deepseek.stats()["last_request_by_model"]["deepseek-chat"]["tool_choice"] == {"type": "any"}
+    assert ollama.chats() == 0
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model="qwen2.5:7b", max_tokens=200, tools=[WEATHER], tool_choice={"type": "any"},
+                               messages=HELLO)
+    assert caught.value.body["error"]["code"] == "model_not_capable"
+    assert "deepseek-chat" in caught.value.body["error"]["message"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
