@@ -52,9 +52,10 @@ def _pattern(route: str) -> re.Pattern[str]:
     return re.compile("/".join(parts) + r"\Z")
 
 
-# Anthropic's Messages API (LiteLLM's /v1/messages): routed like chat (hooks.routing), so client keys may call it.
-MESSAGES_ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
-_CLIENT_ROUTES = frozenset(LiteLLMRoutes.openai_routes.value) | MESSAGES_ROUTES
+# Client routes LiteLLM does not count as OpenAI routes: Anthropic's Messages API (routed like chat by
+# hooks.routing) and one model's entry (the openai SDK's models.retrieve).
+EXTRA_CLIENT_ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens", "/v1/models/{model_id}", "/models/{model_id}"})
+_CLIENT_ROUTES = frozenset(LiteLLMRoutes.openai_routes.value) | EXTRA_CLIENT_ROUTES
 _CLIENT_PATTERNS = tuple(_pattern(r) for r in _CLIENT_ROUTES if "{" in r or "*" in r)
 
 

@@ -40,7 +40,7 @@ import re
 from litellm.proxy._types import LiteLLMRoutes
 
 from hooks import context
-from hooks.auth import MESSAGES_ROUTES, identify_scope, rejection
+from hooks.auth import EXTRA_CLIENT_ROUTES, identify_scope, rejection
 from hooks.ledger import is_inference
 from hooks.ratelimit import Limits, get_limiter
 from hooks.ratelimit import headers as limit_headers
@@ -70,7 +70,7 @@ SERVED = frozenset({
     "/completions", "/v1/completions", "/engines/{model}/completions", "/openai/deployments/{model}/completions",
     "/embeddings", "/v1/embeddings", "/engines/{model}/embeddings", "/openai/deployments/{model}/embeddings",
     "/responses", "/v1/responses", "/models", "/v1/models",
-}) | MESSAGES_ROUTES
+}) | EXTRA_CLIENT_ROUTES
 NOT_SERVED_EXTRA = (
     "/register", "/{name}/register", "/api/event_logging/*", "/sso/*", "/fallback/login", "/config/yaml", "/test",
     "/moyai/*", "/.well-known/*", "/litellm/.well-known/*", "/authorize", "/token", "/introspect",
