@@ -9,8 +9,12 @@ Messages API):
 - base URL `<host>/anthropic`; the key comes in `x-api-key` (a bearer
   `Authorization` is accepted too); `anthropic-version`/`anthropic-beta` are
   ignored.
-- `model`: a DeepSeek model name; other names starting with `claude` are
-  mapped to a DeepSeek model (here deepseek-chat); any other name is a 400.
+- `model`: a DeepSeek model name; any other name (a `claude-*` name
+  included) is mapped to deepseek-chat ("When you pass an unsupported model
+  name to DeepSeek's Anthropic API, the API backend will automatically map it
+  to the deepseek-chat model"; newer releases map to their flash model).
+- content blocks of type image, document and search_result are "Not
+  Supported"; tool_choice none/auto/any/tool are supported.
 - `max_tokens` is required; `system` is a string or text blocks; messages'
   content is a string or blocks (text, tool_use, tool_result).
 - answer: {"id": "msg_...", "type": "message", "role": "assistant", "model",
@@ -153,10 +157,8 @@ async def messages(request: Request) -> Response:
     if err or not isinstance(body, dict):
         return reply(400, "Failed to parse the request body as JSON")
     model = body.get("model")
-    if isinstance(model, str) and model.startswith("claude"):
+    if model not in state.models:  # DeepSeek maps an unsupported name instead of refusing it
         model = "deepseek-chat"
-    if model not in state.models:
-        return reply(400, f"Model Not Exist: {body.get('model')!r}")
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         return reply(400, "max_tokens: Field required and must be a positive integer")
