@@ -6,6 +6,8 @@ Each test asserts the answer, the route headers and, where it applies, the fallb
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 
 import anthropic
 import httpx
@@ -56,6 +58,31 @@ def test_a_client_key_gets_a_local_answer_for_auto_with_route_headers_limits_and
     assert ollama.chats("qwen2.5:7b") == 1
     assert ollama.stats()["last_options"]["qwen2.5:7b"]["num_ctx"] == 8192  # shaped like chat: no silent truncation
     assert requests_total(gw, model="qwen2.5:7b", reason="simple", route="local", status="200") == before + 1
+
+
+def ledger_row(gw, request_id: str) -> dict | None:
+    """The ledger's record of one request (written off the request path: polled for up to 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with sqlite3.connect(gw.cwd / "data" / "ledger.sqlite3") as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM gateway_requests WHERE request_id = ?", (request_id,)).fetchone()
+        if row is not None:
+            return dict(row)
+        time.sleep(0.2)
+    return None
+
+
+def test_a_cloud_stream_is_in_the_ledger_with_its_key_tokens_and_cost(gw, client):
+    with client.messages.stream(model="deepseek-chat", max_tokens=100, messages=HELLO) as stream:
+        stream.get_final_message()
+        request_id = stream.response.headers["x-request-id"]
+    row = ledger_row(gw, request_id)
+    assert row is not None
+    assert (row["route"], row["reason"], row["served_model"], row["status"], row["stream"]) == (
+        "cloud", "explicit", "deepseek-chat", 200, 1)
+    assert row["key_hash"].startswith("sha256:") and row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
+    assert row["cost_usd"] > 0
 
 
 def test_a_named_cloud_model_goes_to_deepseeks_anthropic_endpoint(client, deepseek, ollama):
