@@ -53,8 +53,9 @@ def _pattern(route: str) -> re.Pattern[str]:
 
 
 # Client routes LiteLLM does not count as OpenAI routes: Anthropic's Messages API (routed like chat by
-# hooks.routing) and one model's entry (the openai SDK's models.retrieve).
-EXTRA_CLIENT_ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens", "/v1/models/{model_id}", "/models/{model_id}"})
+# hooks.routing) and one model's entry (the openai SDK's models.retrieve). Not /models/{model_id}: it would also
+# match Google's /models/{name}:generateContent, which is not served.
+EXTRA_CLIENT_ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens", "/v1/models/{model_id}"})
 _CLIENT_ROUTES = frozenset(LiteLLMRoutes.openai_routes.value) | EXTRA_CLIENT_ROUTES
 _CLIENT_PATTERNS = tuple(_pattern(r) for r in _CLIENT_ROUTES if "{" in r or "*" in r)
 

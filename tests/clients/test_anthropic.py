@@ -191,3 +191,9 @@ def test_key_and_model_errors_are_in_anthropics_shape(gw, client):
         client.messages.create(model="claude-3-5-sonnet-latest", max_tokens=10, messages=HELLO)
     assert caught.value.body["error"]["code"] == "model_not_found"
     assert "GET /v1/models" in caught.value.body["error"]["message"]
+
+
+def test_count_tokens_answers_a_client_key_without_calling_a_backend(client, ollama, deepseek):
+    counted = client.messages.count_tokens(model="auto", messages=HELLO)
+    assert counted.input_tokens > 0
+    assert (ollama.chats(), deepseek.stats()["requests"]) == (0, {})
