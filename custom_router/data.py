@@ -101,6 +101,7 @@ class RequestFacts:
     chars: int
     messages: int
     max_tokens: int | None = None
+    max_tokens_param: str = "max_tokens"  # the field that set it: max_completion_tokens, max_output_tokens (Responses)
     kinds: frozenset[str] = field(default_factory=frozenset)
     prompt_bytes: int = 0  # UTF-8 bytes of all text the model reads: messages, tool schemas, schema
     cloud_denied: Reason | None = None  # BUDGET or LOCAL_ONLY: the cloud may not serve this request

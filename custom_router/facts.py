@@ -1,7 +1,10 @@
 """What a request is, measured without a tokenizer: pure functions, O(size of the request).
 
-`request_facts` reads a chat body once (characters, UTF-8 bytes of everything the model reads,
-the kinds it needs: tools, a forced tool call, json_schema, vision); the estimates plan the context window
+`request_facts` reads a body once (characters, UTF-8 bytes of everything the model reads,
+the kinds it needs: tools, a forced tool call, json_schema, vision), whichever endpoint it came to: chat's
+`messages`, the Responses API's `instructions` + `input` (a string, or items: messages, function
+calls and their outputs; `text.format` json_schema; `max_output_tokens`), or the legacy
+completions `prompt` (a string or a list of them). The estimates plan the context window
 conservatively (`prompt_tokens`, `needed_context`, `fits`) and recognize a prompt Ollama cut
 (`looks_truncated`). `messages_request_facts` measures an Anthropic Messages body the same way
 (its `system`, text, image, tool_use and tool_result blocks, and its tools), so `auto` and the
@@ -56,10 +59,52 @@ def _json_size(value: object) -> int:
     return 6
 
 
-def request_facts(body: Mapping[str, object]) -> RequestFacts:
-    """Measure a chat request: O(size of the messages), no tokenizer."""
+def _item_text(item: dict) -> object:
+    """The text a Responses API input item puts before the model: a message's content, a function
+    call's arguments, a tool's output."""
+    if "content" in item:
+        return item.get("content")
+    parts = [item.get(k) for k in ("name", "arguments", "output") if isinstance(item.get(k), str)]
+    return " ".join(parts)
+
+
+def conversation(body: Mapping[str, object]) -> list:
+    """The request as chat-like messages, for measuring only: `messages` (chat), else `instructions`
+    + `input` (Responses API), else `prompt` (legacy completions; token-id prompts measure as empty)."""
     messages = body.get("messages")
-    messages = messages if isinstance(messages, list) else []
+    if isinstance(messages, list):
+        return messages
+    out: list = []
+    if isinstance(body.get("instructions"), str):
+        out.append({"role": "system", "content": body["instructions"]})
+    items = body.get("input")
+    if isinstance(items, str):
+        out.append({"role": "user", "content": items})
+    elif isinstance(items, list):
+        out += [{"content": _item_text(item)} for item in items if isinstance(item, dict)]
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        out.append({"role": "user", "content": prompt})
+    elif isinstance(prompt, list):
+        out += [{"role": "user", "content": p} for p in prompt if isinstance(p, str)]
+    return out
+
+
+def _schema_of(body: Mapping[str, object]) -> object:
+    """The JSON schema a request asks the reply to match (chat's response_format, Responses' text.format), or None."""
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        return response_format.get("json_schema") or {}
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return fmt.get("schema") or {}
+    return None
+
+
+def request_facts(body: Mapping[str, object]) -> RequestFacts:
+    """Measure a chat, Responses or completions request: O(size of the request), no tokenizer."""
+    messages = conversation(body)
     chars, size, kinds = 0, 0, set()
     for message in messages:
         if isinstance(message, dict):
@@ -74,16 +119,18 @@ def request_facts(body: Mapping[str, object]) -> RequestFacts:
         size += _json_size(tools)
         if forces_tool(body.get("tool_choice")):
             kinds.add("tool_choice")
-    response_format = body.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+    schema = _schema_of(body)
+    if schema is not None:
         kinds.add("json_schema")
-        size += _json_size(response_format.get("json_schema"))
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        size += _json_size(schema)
+    param = next((name for name in ("max_completion_tokens", "max_tokens", "max_output_tokens") if body.get(name)), "max_tokens")
+    max_tokens = body.get(param)
     return RequestFacts(
         model=str(body.get("model", "")),
         chars=chars,
         messages=len(messages),
         max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+        max_tokens_param=param,
         kinds=frozenset(kinds),
         prompt_bytes=size,
     )

@@ -131,8 +131,9 @@ def decide(facts: RequestFacts, policy: Policy, state: BackendState) -> Decision
         elif entry.tier is Tier.CLOUD and facts.max_tokens and entry.max_output_tokens and \
                 facts.max_tokens > entry.max_output_tokens:  # a local model's limit is its window (rule b)
             return Decision(Route.NONE, None, Reason.OUTPUT_LIMIT, None,
-                            f"max_tokens {facts.max_tokens} is more than {entry.name} allows ({entry.max_output_tokens}); "
-                            f"send max_tokens <= {entry.max_output_tokens}, or use model \"auto\".")
+                            f"{facts.max_tokens_param} {facts.max_tokens} is more than {entry.name} allows "
+                            f"({entry.max_output_tokens}); send {facts.max_tokens_param} <= {entry.max_output_tokens}, "
+                            "or use model \"auto\".")
     cloud_ok = state.cloud_ready and facts.cloud_denied is None
     if entry.tier is Tier.CLOUD and facts.cloud_denied is Reason.BUDGET:  # the client named a model it may not pay for
         return Decision(Route.NONE, None, Reason.BUDGET, None, f"{entry.name} is a cloud model and "

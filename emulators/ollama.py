@@ -286,6 +286,11 @@ async def embed(request: Request) -> Response:
         # EmbedHandler asks for no capability; the runner of a generation model refuses
         # (runner/ollamarunner/runner.go, v0.12.6) and EmbedHandler answers 500 with its text.
         return error(500, "this model does not support embeddings")
+    fault = state.faults.take(model)  # the HTTP faults fail /api/embed as they fail /api/chat (a crashed runner: 500)
+    early = await early_fault(request, fault, {"http_500": (500, {"error": RUNNER_ERROR}),
+                                               "http_503": (503, {"error": BUSY_ERROR})})
+    if early is not None:
+        return early
     size = spec_of(model).embedding_length
     cold = canonical(model) not in state.loaded
     state.loaded[canonical(model)] = now_iso(300)

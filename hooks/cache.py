@@ -31,7 +31,7 @@ from custom_router.policy import Route
 from hooks import context
 from hooks.cost_rules import BadCacheHeader, cache_key, cache_params, cache_plan
 from hooks.ratelimit import get_limiter
-from hooks.routing import ROUTED_CALL_TYPES
+from hooks.routing import CACHED_CALL_TYPES
 from hooks.runtime import get_runtime
 
 log = logging.getLogger("gateway.cache")
@@ -55,7 +55,7 @@ def complete(response) -> bool:
 class CacheHook(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         ctx = context.current.get()
-        if call_type not in ROUTED_CALL_TYPES or ctx is None or ctx.decision is None or ctx.decision.route is Route.NONE:
+        if call_type not in CACHED_CALL_TYPES or ctx is None or ctx.decision is None or ctx.decision.route is Route.NONE:
             return data
         settings = get_runtime().settings.routing
         try:

@@ -62,6 +62,7 @@ class RequestContext:
     budget_key: str | None = None  # sha256 of a client key with a cloud budget: its cloud cost is charged
     budget_remaining: float | None = None  # USD left this month, before this request
     local_lease: object | None = None  # hooks.inflight.Lease while this request counts as in flight to Ollama
+    turn: object | None = None  # hooks.responses.Turn: a Responses API request's conversation, to store its response
     # The key the request presented (proxy_config.gate, by LiteLLM's header precedence); hooks.auth
     # checks LiteLLM authenticated the same one and sets `key_hash` from it. Never logged.
     presented_key: str | None = field(default=None, repr=False)

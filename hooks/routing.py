@@ -1,6 +1,7 @@
 """LiteLLM callback that applies the routing policy (config.yaml: `hooks.routing.instance`).
 
-- pre-call: decide local/cloud with custom_router.decide, rewrite `data["model"]`, and set the
+- pre-call (chat, the Responses API, legacy completions, embeddings: ROUTED_CALL_TYPES): decide
+  local/cloud with custom_router.decide, rewrite `data["model"]`, and set the
   per-request `fallbacks` to the other tier so LiteLLM's router retries there on failure
   (including a stream that fails before its first token); a refusal (a capability no model has,
   max_tokens over a named model's limit, a used-up budget, nothing available) becomes an
@@ -47,14 +48,20 @@ from custom_router.policy import (
 )
 from hooks import context, inflight
 from hooks.cost_rules import reset_text
+from hooks.responses import RESPONSES_CALL_TYPES, continue_conversation
 from hooks.runtime import deployment_of, get_runtime
 
 log = logging.getLogger("gateway.routing")
 
 EMBEDDING_CALL_TYPES = frozenset({"aembedding", "embeddings"})
-# Anthropic's /v1/messages: measured from its own body shape, then decided like chat (docs: README "Anthropic Messages").
+CHAT_CALL_TYPES = frozenset({"acompletion", "completion"})
+TEXT_COMPLETION_CALL_TYPES = frozenset({"atext_completion", "text_completion"})  # legacy /v1/completions
+# Anthropic's /v1/messages: measured from its own body shape, then decided like chat (README "Anthropic Messages").
 MESSAGES_CALL_TYPES = frozenset({"anthropic_messages"})
-ROUTED_CALL_TYPES = frozenset({"acompletion", "completion"}) | EMBEDDING_CALL_TYPES | MESSAGES_CALL_TYPES
+# Chat, Responses and completions bodies are all measured by custom_router.facts.request_facts.
+ROUTED_CALL_TYPES = (CHAT_CALL_TYPES | TEXT_COMPLETION_CALL_TYPES | RESPONSES_CALL_TYPES | EMBEDDING_CALL_TYPES
+                     | MESSAGES_CALL_TYPES)
+CACHED_CALL_TYPES = CHAT_CALL_TYPES | EMBEDDING_CALL_TYPES  # replies hooks.cache may replay
 FALLBACK_FAILED = "also failed: "  # LiteLLM router's wording when the fallback group failed too
 OLLAMA_ERROR_LINE = "Got unexpected response from Ollama: {'error'"  # LiteLLM's wording for Ollama's error line
 RAW_MODEL_NAME_KEY = "_complexity_router_return_raw_model_name"  # LiteLLM: keep the served model's name
@@ -63,14 +70,14 @@ REFUSAL_CODES = {Reason.CAPABILITY: "model_not_capable", Reason.OUTPUT_LIMIT: "m
                  Reason.NO_BACKEND: "no_backend_available"}
 
 
-def refusal(decision: Decision) -> ProxyException:
+def refusal(decision: Decision, max_tokens_param: str = "max_tokens") -> ProxyException:
     """A Route.NONE decision as the error the client gets (proxy_config.errors moves `type` to `code`)."""
     status = REFUSAL_STATUS.get(decision.reason, 503)
     prefix = "No backend can serve this request. " if status == 503 else ""
     suffix = f" The budget resets on {reset_text(time.time())}." if decision.reason is Reason.BUDGET else ""
     detail = decision.detail if decision.detail.endswith(".") or not suffix else f"{decision.detail}."
     return ProxyException(message=f"{prefix}{detail}{suffix}", type=REFUSAL_CODES.get(decision.reason, "error"),
-                          param="max_tokens" if decision.reason is Reason.OUTPUT_LIMIT else None, code=status)
+                          param=max_tokens_param if decision.reason is Reason.OUTPUT_LIMIT else None, code=status)
 
 
 def schema_error(model: str, why: str) -> str:
@@ -119,10 +126,18 @@ def is_ollama_error_line(exc: BaseException) -> bool:
     return getattr(exc, "status_code", None) == 400 and OLLAMA_ERROR_LINE in str(getattr(exc, "message", None) or exc)
 
 
+def metadata_key(data: dict) -> str:
+    """Where LiteLLM keeps its own metadata for this endpoint: `litellm_metadata` on the Responses API
+    (and the other LITELLM_METADATA_ROUTES), whose `metadata` is the client's and goes to the provider."""
+    return "litellm_metadata" if isinstance(data.get("litellm_metadata"), dict) else "metadata"
+
+
 class RoutingHook(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         if call_type not in ROUTED_CALL_TYPES:
             return data
+        if call_type in RESPONSES_CALL_TYPES:
+            await continue_conversation(data)  # previous_response_id: route the whole conversation
         runtime = get_runtime()
         ctx = context.current.get()
         if call_type in EMBEDDING_CALL_TYPES:
@@ -139,13 +154,13 @@ class RoutingHook(CustomLogger):
         if ctx is not None:
             ctx.decision = decision
         if decision.route is Route.NONE:
-            error = refusal(decision)
-            if ctx is not None:
+            error = refusal(decision, "max_tokens" if call_type in EMBEDDING_CALL_TYPES else facts.max_tokens_param)
+            if ctx is not None:  # proxy_config.errors sends it (LiteLLM's /v1/messages handler drops the code)
                 ctx.final_error = (int(error.code), error.message, error.param, error.type)
             raise error
         data["model"] = decision.model
         data["fallbacks"] = [decision.fallback] if decision.fallback else []
-        metadata = data.setdefault("metadata", {})
+        metadata = data.setdefault(metadata_key(data), {})
         metadata.update(
             {RAW_MODEL_NAME_KEY: True, "gateway_route": decision.route.value, "gateway_reason": decision.reason.value}
         )
@@ -154,7 +169,7 @@ class RoutingHook(CustomLogger):
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
         """Shape the request for the model of this attempt (custom_router.params)."""
         try:
-            metadata = kwargs.get("litellm_metadata" if call_type in MESSAGES_CALL_TYPES else "metadata") or {}
+            metadata = kwargs.get("litellm_metadata") or kwargs.get("metadata") or {}
             entry = get_runtime().policy.models.get(metadata.get("deployment_model_name") or metadata.get("model_group") or "")
             if entry is None:
                 return None

@@ -239,12 +239,13 @@ def guarded(litellm_app, settings):
     from proxy_config.cors import cors_layer, strip_litellm_cors
     from proxy_config.errors import ErrorLayer, RequestLimits
     from proxy_config.settings import read_config
+    from proxy_config.stored_responses import StoredResponses
 
     config = read_config(settings.config_path)
     limits = RequestLimits(settings.max_body_bytes, max_output_tokens=largest_output_tokens(config),
                            models=served_models(config), max_n=max_n(config, settings.routing),
                            body_check=gate.litellm_banned_fields)
-    inner = ErrorLayer(strip_litellm_cors(litellm_app), limits)
+    inner = StoredResponses(ErrorLayer(strip_litellm_cors(litellm_app), limits))  # GET /v1/responses/{id}: the gate checked the key
     return cors_layer(gate.Gate(inner, settings, db_mode=settings.database_url is not None), settings.cors_origins)
 
 

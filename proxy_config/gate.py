@@ -70,7 +70,11 @@ SERVED = frozenset({
     "/completions", "/v1/completions", "/engines/{model}/completions", "/openai/deployments/{model}/completions",
     "/embeddings", "/v1/embeddings", "/engines/{model}/embeddings", "/openai/deployments/{model}/embeddings",
     "/responses", "/v1/responses", "/models", "/v1/models",
+    "/responses/{response_id}", "/v1/responses/{response_id}", "/responses/{response_id}/input_items",
+    "/v1/responses/{response_id}/input_items",  # answered from the gateway's store (proxy_config.stored_responses)
 }) | EXTRA_CLIENT_ROUTES
+# LiteLLM routes that look like a served route's template (/v1/responses/{response_id}) but are not served.
+NOT_SERVED_LOOKALIKES = frozenset({"/responses/input_tokens", "/v1/responses/input_tokens"})
 NOT_SERVED_EXTRA = (
     "/register", "/{name}/register", "/api/event_logging/*", "/sso/*", "/fallback/login", "/config/yaml", "/test",
     "/moyai/*", "/.well-known/*", "/litellm/.well-known/*", "/authorize", "/token", "/introspect",
@@ -107,7 +111,7 @@ def classify(path: str) -> Access:
         return Access.UI
     if path in DOCS or path.startswith(DOCS_PREFIXES):
         return Access.DOCS
-    if _SERVED.match(path):
+    if _SERVED.match(path) and path.rstrip("/") not in NOT_SERVED_LOOKALIKES:
         return Access.API
     if _NOT_SERVED.match(path):
         return Access.NOT_SERVED

@@ -10,6 +10,11 @@ tests/proxy_config/test_litellm_fixes.py checks it against the pinned version.
   the first content chunk after `<think>`, so the thinking reaches the client as answer text.
   The fix rewrites each inline chunk into the field form (`message.thinking`, Ollama >= 0.12.4),
   which the parser handles correctly; field-form streams pass unchanged.
+- `completion-text`: a legacy `/v1/completions` stream's last chunk (the one with the
+  finish_reason) carries `"text": null`, because `TextCompletionStreamWrapper` copies the chat
+  delta's `content`, which is None on the final chunk. OpenAI always sends a string there, and
+  clients that concatenate it (the `llm` CLI: "can only concatenate str (not "NoneType") to
+  str") crash. The fix makes a missing text "".
 How it fails: a target that is missing or changed is not patched and the startup line says so
 (the stream then behaves as LiteLLM's does); the rewrite itself never raises.
 """
@@ -64,4 +69,24 @@ def split_inline_thinking() -> bool:
 
     chunk_parser._gateway_inline_thinking = True
     iterator.chunk_parser = chunk_parser
+    return True
+
+
+def text_never_null() -> bool:
+    from litellm.utils import TextCompletionStreamWrapper as wrapper
+
+    original = wrapper.convert_to_text_completion_object
+    if getattr(original, "_gateway_text_never_null", False):
+        return True
+
+    @functools.wraps(original)
+    def convert_to_text_completion_object(self, chunk, *args, **kwargs):
+        response = original(self, chunk, *args, **kwargs)
+        for choice in response.get("choices") or ():
+            if choice.get("text") is None:
+                choice["text"] = ""
+        return response
+
+    convert_to_text_completion_object._gateway_text_never_null = True
+    wrapper.convert_to_text_completion_object = convert_to_text_completion_object
     return True

@@ -95,6 +95,10 @@ class RoutingSettings(BaseModel, extra="forbid"):
     max_n_local: int = Field(1, ge=1, le=128, description="Largest `n` (choices per request) for local models and `auto`; "
                              "Ollama answers one choice whatever `n` says, so more would be dropped silently.")
     max_n_cloud: int = Field(4, ge=1, le=128, description="Largest `n` for cloud models: each choice is billed.")
+    response_retention_days: float = Field(
+        30.0, gt=0, description="Days a Responses API response stays stored for `previous_response_id` and "
+        "`GET /v1/responses/{id}` (in the ledger's database; OpenAI keeps them 30 days). Older ones are deleted."
+    )
 
 
 class Settings(BaseModel):

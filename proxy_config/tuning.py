@@ -418,7 +418,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 SHIMS = ("malloc-arenas", "middlewares", "otel-seed", "ollama-static-lookup", "route-checks", "coordination-redis",
          "deployment-usage", "proxy-hooks", "deployment-objects", "free-deployment-cost", "bridge-check",
-         "inline-thinking", "litellm-info-logs", "inline-completion")
+         "inline-thinking", "completion-text", "litellm-info-logs", "inline-completion")
 # LiteLLM keys need these, or the admin UI can edit deployments (and their prices) in place
 DB_MODE_OFF = frozenset({"coordination-redis", "deployment-usage", "proxy-hooks", "deployment-objects",
                          "free-deployment-cost"})
@@ -440,6 +440,7 @@ def apply(litellm_app, settings, skip: frozenset[str] = frozenset()) -> list[str
         "free-deployment-cost": zero_cost_for_free_deployments,
         "bridge-check": cache_bridge_check,
         "inline-thinking": litellm_fixes.split_inline_thinking,  # a correction, not speed (proxy_config.litellm_fixes)
+        "completion-text": litellm_fixes.text_never_null,  # a correction too: completions streams end with a text
     }
     applied = []
     for name, shim in shims.items():

@@ -51,3 +51,23 @@ def test_the_pinned_litellm_loses_inline_reasoning_and_the_fix_keeps_it():
         assert parse(INLINE) == ("\nLet me think.\n", "\n\nHello there")
     finally:
         OllamaChatCompletionResponseIterator.chunk_parser = original
+
+
+def test_the_pinned_litellm_ends_a_completions_stream_with_null_text_and_the_fix_makes_it_a_string():
+    from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
+    from litellm.utils import TextCompletionStreamWrapper
+
+    from proxy_config.litellm_fixes import text_never_null
+
+    last = ModelResponseStream(choices=[StreamingChoices(index=0, delta=Delta(content=None), finish_reason="stop")])
+    original = TextCompletionStreamWrapper.convert_to_text_completion_object
+    try:
+        if getattr(original, "_gateway_text_never_null", False):  # applied by an earlier import in this process
+            TextCompletionStreamWrapper.convert_to_text_completion_object = original.__wrapped__
+        wrapper = TextCompletionStreamWrapper(completion_stream=iter(()), model="qwen2.5:7b")
+        assert wrapper.convert_to_text_completion_object(last)["choices"][0]["text"] is None  # LiteLLM 1.108.7
+        assert text_never_null() is True
+        converted = wrapper.convert_to_text_completion_object(last)["choices"][0]
+        assert (converted["text"], converted["finish_reason"]) == ("", "stop")
+    finally:
+        TextCompletionStreamWrapper.convert_to_text_completion_object = original
