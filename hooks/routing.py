@@ -262,7 +262,7 @@ class RoutingHook(CustomLogger):
             return None  # LiteLLM did not try the other tier: its own error says why
         detail = f"Both tiers failed. {first} ({_short(message)}); {second}"
         ctx.final_error = (503, detail, None, None)  # for /v1/messages, whose LiteLLM handler ignores the returned exception
-        ctx.decision = replace(decision, route=Route.NONE, reason=Reason.NO_BACKEND)  # x-gateway-route: none
+        ctx.decision = replace(decision, route=Route.NONE)  # x-gateway-route: none (nothing served it); the reason stays
         return HTTPException(status_code=503, detail=detail)
 
 
