@@ -59,11 +59,17 @@ def sha256(path: Path) -> str:
 
 
 def sqlite_copy(source: Path, dest: Path) -> None:
-    """A consistent copy through SQLite's online backup API (works while a writer is active)."""
+    """A consistent copy through SQLite's online backup API (works while a writer is active).
+
+    The copy is switched out of WAL mode: a single self-contained file, which a read-only open
+    (restore reads backups that way) does not grow -wal/-shm files next to. The gateway's ledger
+    store puts its own file back into WAL mode when it opens it.
+    """
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(dest)
     try:
         src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()
         src.close()

@@ -76,6 +76,8 @@ def test_sqlite_ledger_config_and_env_round_trip(host: Path) -> None:
     restored = gateway(host, "restore", str(folder), "--yes", DATA_DIR="data")
     assert restored.returncode == 0, restored.stderr
     assert ledger_ids(host / "data/ledger.sqlite3") == ["r0", "r1", "r2"]
+    # Restore read the backup without leaving SQLite's -wal/-shm files in it.
+    assert sorted(p.name for p in folder.iterdir()) == ["MANIFEST.json", "config.yaml", "env", "ledger.sqlite3"]
     assert (host / "etc/env").read_text() == f"LITELLM_MASTER_KEY='{MASTER_KEY}'\n"
     assert (host / "etc/config.yaml").read_text() == (REPO / "config.yaml").read_text()
 
