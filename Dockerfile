@@ -2,8 +2,11 @@
 # Unified AI Gateway image: a thin mirror of scripts/setup.sh (a venv from the exact pins in
 # requirements.lock, then the project with --no-deps), running as a non-root user.
 # Not built in CI: there is no Docker engine on the CI machines (see docs/provisioning.md).
-# Pin the base image by digest when you build: docker buildx imagetools inspect python:3.11.13-slim-bookworm
-ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# The base image is pinned by digest: the multi-platform index digest of python:3.11.15-slim-bookworm as
+# Docker's docker-library/repo-info records it (repos/python/remote/3.11.15-slim-bookworm.md, commit
+# 3effc3eac4f6). Not pulled or verified here (no registry access); `docker buildx imagetools inspect
+# python:3.11.15-slim-bookworm` shows the digest the tag has now. To update, change tag and digest together.
+ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1

@@ -45,8 +45,10 @@ class Reason(StrEnum):
 # What a Route.NONE decision answers, by reason (the hook turns it into an OpenAI-shaped error).
 REFUSAL_STATUS = {Reason.CAPABILITY: 400, Reason.OUTPUT_LIMIT: 400, Reason.BUDGET: 429, Reason.LOCAL_ONLY: 503,
                   Reason.NO_BACKEND: 503}
-CAPABILITIES = ("tools", "json_schema", "vision", "thinking")
-REQUEST_NEEDS = frozenset({"tools", "json_schema", "vision"})  # kinds a model must support to serve a request
+CAPABILITIES = ("tools", "json_schema", "vision", "thinking", "tool_choice")
+# Kinds a model must support to serve a request; `tool_choice` is a forced tool call (`required`, a named
+# function, Anthropic's `any`/`tool`), which Ollama cannot enforce (LiteLLM drops tool_choice for it).
+REQUEST_NEEDS = frozenset({"tools", "json_schema", "vision", "tool_choice"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,20 @@
 """What a request is, measured without a tokenizer: pure functions, O(size of the request).
 
 `request_facts` reads a body once (characters, UTF-8 bytes of everything the model reads,
-the kinds it needs: tools, json_schema, vision), whichever endpoint it came to: chat's
+the kinds it needs: tools, a forced tool call, json_schema, vision), whichever endpoint it came to: chat's
 `messages`, the Responses API's `instructions` + `input` (a string, or items: messages, function
 calls and their outputs; `text.format` json_schema; `max_output_tokens`), or the legacy
 completions `prompt` (a string or a list of them). The estimates plan the context window
 conservatively (`prompt_tokens`, `needed_context`, `fits`) and recognize a prompt Ollama cut
-(`looks_truncated`).
+(`looks_truncated`). `messages_request_facts` measures an Anthropic Messages body the same way
+(its `system`, text, image, tool_use and tool_result blocks, and its tools), so `auto` and the
+thresholds mean the same on /v1/messages as on chat.
 How it fails: it never raises; a malformed body measures as empty.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from custom_router.data import REQUEST_NEEDS, ModelEntry, Policy, RequestFacts
@@ -36,6 +39,13 @@ def _text_length(content: object) -> tuple[int, int, bool]:
                 size += _utf8_len(text)
             image = image or part.get("type") in ("image_url", "input_image", "image")
     return chars, size, image
+
+
+def forces_tool(tool_choice: object) -> bool:
+    """`required`, a named function (OpenAI), or `any` / a named tool (Anthropic): the model must call a tool."""
+    if isinstance(tool_choice, dict):
+        return tool_choice.get("type") in ("function", "any", "tool")
+    return tool_choice == "required"
 
 
 def _json_size(value: object) -> int:
@@ -107,6 +117,8 @@ def request_facts(body: Mapping[str, object]) -> RequestFacts:
     if tools:
         kinds.add("tools")
         size += _json_size(tools)
+        if forces_tool(body.get("tool_choice")):
+            kinds.add("tool_choice")
     schema = _schema_of(body)
     if schema is not None:
         kinds.add("json_schema")
@@ -152,3 +164,37 @@ def fits(entry: ModelEntry, facts: RequestFacts, policy: Policy) -> bool:
 
 def can_serve(entry: ModelEntry, facts: RequestFacts) -> bool:
     return (facts.kinds & REQUEST_NEEDS) <= entry.capabilities
+
+
+def _anthropic_parts(content: object) -> object:
+    """Anthropic content blocks as chat content parts, for measuring: text and images as they are,
+    tool results' content inline, tool calls' input and thinking as text."""
+    if not isinstance(content, list):
+        return content
+    parts: list[object] = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "tool_result":
+            inner = _anthropic_parts(block.get("content"))
+            parts += inner if isinstance(inner, list) else [{"type": "text", "text": inner if isinstance(inner, str) else ""}]
+        elif kind == "tool_use":
+            parts.append({"type": "text", "text": json.dumps(block.get("input"), default=str)})
+        elif kind == "thinking":
+            parts.append({"type": "text", "text": str(block.get("thinking") or "")})
+        else:
+            parts.append(block)
+    return parts
+
+
+def messages_request_facts(body: Mapping[str, object]) -> RequestFacts:
+    """Measure an Anthropic Messages request (/v1/messages) as `request_facts` measures chat."""
+    system = body.get("system")
+    messages: list[object] = [{"role": "system", "content": _anthropic_parts(system)}] if system else []
+    raw = body.get("messages")
+    for message in raw if isinstance(raw, list) else []:
+        if isinstance(message, dict):
+            messages.append({**message, "content": _anthropic_parts(message.get("content"))})
+    return request_facts({"model": body.get("model", ""), "messages": messages, "tools": body.get("tools"),
+                          "tool_choice": body.get("tool_choice"), "max_tokens": body.get("max_tokens")})

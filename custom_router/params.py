@@ -8,6 +8,12 @@ run once per attempt, for the model of that attempt (hooks.routing's deployment 
   400 when the client named that model itself), and the clamp is reported;
 - `think` / `reasoning_effort` go only to models that think; elsewhere they are dropped and the
   drop is reported;
+- what Ollama cannot honour is taken out and reported (x-gateway-dropped-params): `logprobs` and
+  `top_logprobs` (LiteLLM 1.108.7 does not pass them to Ollama), `n` above 1 (one choice comes back;
+  the front door refuses `n` > max_n_local for local models and `auto`, so only a fallback from the
+  cloud gets here), and a forced `tool_choice` (the policy sends `required` / a named function only
+  to models with `supports_tool_choice`, so again only when nothing else could serve); `tool_choice:
+  "none"` is honoured by not sending the tools, and `auto` is what Ollama does anyway;
 - a JSON-schema `response_format` goes to Ollama as is (LiteLLM turns it into `format`); for the
   cloud, which only has `json_object`, it becomes `json_object` plus the schema in a system message
   (which also carries the word "json" DeepSeek requires), and the reply must then be validated.
@@ -21,8 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from custom_router.data import ModelEntry, Tier
+from custom_router.facts import forces_tool
 
 THINKING_PARAMS = ("think", "reasoning_effort")
+LOGPROB_PARAMS = ("logprobs", "top_logprobs")
 SCHEMA_INSTRUCTION = ("Answer with one JSON object only (json), no prose and no code fences. It must be valid against "
                       "this JSON Schema:\n{schema}")
 
@@ -55,6 +63,7 @@ def adapt(entry: ModelEntry, body: Mapping[str, object]) -> Adaptation:
     out = Adaptation()
     if entry.tier is Tier.LOCAL:
         out.changes["num_ctx"] = entry.context_window
+        _local_only_params(body, out)
     for name in THINKING_PARAMS:  # `think` is Ollama's; DeepSeek's models think (or not) by name
         unsupported = "thinking" not in entry.capabilities or (name == "think" and entry.tier is Tier.CLOUD)
         if unsupported and body.get(name) is not None:
@@ -73,3 +82,21 @@ def adapt(entry: ModelEntry, body: Mapping[str, object]) -> Adaptation:
         out.changes["messages"] = with_schema_instruction(messages if isinstance(messages, list) else [], schema)
         out.schema = schema
     return out
+
+
+def _local_only_params(body: Mapping[str, object], out: Adaptation) -> None:
+    """What Ollama cannot honour: dropped and named, or (tool_choice none) honoured another way."""
+    for name in LOGPROB_PARAMS:
+        if body.get(name) not in (None, False):
+            out.changes[name] = None
+            out.dropped.append(name)
+    n = body.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        out.changes["n"] = None
+        out.dropped.append("n")
+    choice = body.get("tool_choice")
+    if choice == "none" or (isinstance(choice, dict) and choice.get("type") == "none"):
+        out.changes.update({"tools": None, "tool_choice": None, "functions": None})
+    elif forces_tool(choice) and (body.get("tools") or body.get("functions")):
+        out.changes["tool_choice"] = None
+        out.dropped.append("tool_choice")

@@ -3,7 +3,7 @@
 Nothing here does I/O or imports LiteLLM, so every rule is testable with plain data.
 Order of the rules (see README "Routing"):
   0. the model must be able to serve the request: a named model that lacks a capability the
-     request needs (tools, json_schema, vision) is replaced by a capable model of the same tier
+     request needs (tools, a forced tool call, json_schema, vision) is replaced by a capable model of the same tier
      (`capability`), or the request is refused (400) naming models that can; a named cloud model
      asked for more output tokens than it allows is refused (400) naming its limit (a local model
      has no such limit: Ollama takes any num_predict, and what must fit is the context window);
@@ -44,6 +44,7 @@ from custom_router.facts import (  # noqa: F401  (re-exported)
     estimate_tokens,
     fits,
     looks_truncated,
+    messages_request_facts,
     needed_context,
     prompt_tokens,
     request_facts,

@@ -9,8 +9,12 @@ Messages API):
 - base URL `<host>/anthropic`; the key comes in `x-api-key` (a bearer
   `Authorization` is accepted too); `anthropic-version`/`anthropic-beta` are
   ignored.
-- `model`: a DeepSeek model name; other names starting with `claude` are
-  mapped to a DeepSeek model (here deepseek-chat); any other name is a 400.
+- `model`: a DeepSeek model name; any other name (a `claude-*` name
+  included) is mapped to deepseek-chat ("When you pass an unsupported model
+  name to DeepSeek's Anthropic API, the API backend will automatically map it
+  to the deepseek-chat model"; newer releases map to their flash model).
+- content blocks of type image, document and search_result are "Not
+  Supported"; tool_choice none/auto/any/tool are supported.
 - `max_tokens` is required; `system` is a string or text blocks; messages'
   content is a string or blocks (text, tool_use, tool_result).
 - answer: {"id": "msg_...", "type": "message", "role": "assistant", "model",
@@ -21,7 +25,9 @@ Messages API):
   content_block_delta (thinking_delta, text_delta, input_json_delta) /
   content_block_stop per block, message_delta (stop_reason, usage),
   message_stop.
-- errors: {"type": "error", "error": {"type", "message"}}.
+- errors: {"type": "error", "error": {"type", "message"}}, the type by status
+  (ERROR_TYPES: invalid_request_error, authentication_error, rate_limit_error,
+  api_error, overloaded_error, ...).
 
 Faults of `/_emulator/fault` apply here as on the OpenAI endpoint (HTTP
 errors, hang, slow, cut, error_mid_stream, keep-alives).
@@ -46,6 +52,11 @@ from emulators.deepseek_answers import generate, http_faults, presented_key
 __all__ = ["messages"]
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+# The error `type` by status, as Anthropic's Messages API names them (docs.anthropic.com/en/api/errors),
+# which DeepSeek's compatible endpoint follows; LiteLLM maps the type, so a 500 must not say invalid_request_error.
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 422: "invalid_request_error",
+               429: "rate_limit_error", 500: "api_error", 503: "overloaded_error"}
 
 
 def anthropic_error(status: int, message: str, type_: str = "invalid_request_error") -> dict:
@@ -146,10 +157,8 @@ async def messages(request: Request) -> Response:
     if err or not isinstance(body, dict):
         return reply(400, "Failed to parse the request body as JSON")
     model = body.get("model")
-    if isinstance(model, str) and model.startswith("claude"):
+    if model not in state.models:  # DeepSeek maps an unsupported name instead of refusing it
         model = "deepseek-chat"
-    if model not in state.models:
-        return reply(400, f"Model Not Exist: {body.get('model')!r}")
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         return reply(400, "max_tokens: Field required and must be a positive integer")
@@ -159,7 +168,7 @@ async def messages(request: Request) -> Response:
         return reply(400, "messages: a non-empty list of user/assistant messages is required")
     state.stats.record_chat(model, body)
     fault = state.faults.take(model)
-    errors = {mode: (status, anthropic_error(status, payload["error"]["message"]))
+    errors = {mode: (status, anthropic_error(status, payload["error"]["message"], ERROR_TYPES.get(status, "api_error")))
               for mode, (status, payload) in http_faults(key).items()}
     early = await early_fault(request, fault, errors)
     if early is not None:

@@ -8,6 +8,8 @@ The layer
   LiteLLM's `x-litellm-model-id` header, which LiteLLM refreshes after a stream fallback);
 - strips LiteLLM's internal response headers (`x-litellm-*`: internal URLs, version, spend,
   cost; `llm_provider-*`: the backend's own headers) after the route and the ledger read them;
+- marks `GET /v1/models` entries with their tier and whether they can answer now
+  (proxy_config.model_listing);
 - answers `GET /health` from cached backend state (LiteLLM's own /health makes LLM calls)
   and `GET /metrics` (hooks.metrics);
 - hands every inference response to the ledger (hooks.ledger) once its last byte is sent;
@@ -37,7 +39,7 @@ from hooks.runtime import deployment_of, get_runtime
 from gateway import gate, logs
 from gateway.errors import send_json
 from litellm_compat import shims
-from proxy_config import deadline_transport, gcguard
+from proxy_config import deadline_transport, gcguard, model_listing
 
 log = logging.getLogger("gateway.app")
 
@@ -134,6 +136,13 @@ async def until_disconnect(app, scope, receive, send) -> bool:
 
 # Paths the gateway answers itself, without LiteLLM (GET/HEAD only).
 LOCAL_ROUTES = {"/health": health, "/metrics": metrics.endpoint}
+
+
+def model_facts():
+    """What GET /v1/models marks each model with (proxy_config.model_listing)."""
+    runtime = get_runtime()
+    cloud_ready = runtime.settings.deepseek_api_key is not None and runtime.monitor.cloud_reachable
+    return runtime.policy, runtime.monitor.state, cloud_ready
 INTERNAL_HEADERS = (b"x-litellm-", b"llm_provider-")
 
 
@@ -178,6 +187,8 @@ class GatewayApp:
             if tracker is not None:
                 tracker.sent(message)
 
+        if scope["method"] == "GET" and model_listing.is_listing(scope["path"]):
+            send_with_headers = model_listing.marking(send_with_headers, model_facts)
         try:
             if tracker is None:
                 await self.inner(scope, receive, send_with_headers)

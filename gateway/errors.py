@@ -17,7 +17,16 @@ Owns
   - rewrites every error response that is not OpenAI-shaped (FastAPI `{"detail"}`, plain text,
     HTML) and normalizes shaped ones, keeping the status;
   - rewrites `data: {"error": ...}` events of a stream, and ends a chat-completion stream that
-    stops without `data: [DONE]` with an error event, so a cut stream never looks complete.
+    stops without `data: [DONE]` with an error event, so a cut stream never looks complete;
+  - answers in Anthropic's error shape on its Messages routes (`anthropic_shape`: `{"type":
+    "error", "error": {"type", "message"}}`, what the anthropic SDK and Claude clients read, with
+    our `param` and `code` kept inside), rewrites their `event: error` stream events the same way,
+    and ends a Messages stream that stops without `message_stop` with one;
+  - uses the routing hook's verdict on a failed request (`RequestContext.final_error`, the
+    both-tiers 503) where LiteLLM's handler ignores what the failure hook returned (/v1/messages);
+  - reads (and drops) an oversized body before its 413, for at most `LINGER_SECONDS` and
+    `drain_bytes` (nginx's lingering close): closing with unread bytes makes the kernel reset
+    the connection, and the client would never see the status.
 How it fails: a body it cannot parse gets a generic message for its status; an exception from
 the inner app becomes a 500 (or an error event when a stream had started); successes pass
 through untouched.
@@ -25,6 +34,7 @@ through untouched.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gzip
 import json
@@ -62,6 +72,20 @@ _SECRETS = (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), re.compile(r"(?i)\b(bearer)\
 _PROVIDER_NAMES = {"ollama": "Ollama", "deepseek": "DeepSeek", "openai": "OpenAI"}
 _MASKED_KEY = re.compile(r"(?:\*{3,}|\.{3}|…)[A-Za-z0-9_\-]{2,}")  # "****a671", "sk-...a671": a key's visible end
 SECRETS_ENV = "GATEWAY_LOG_SECRETS"  # gateway.logs: the secrets `gateway serve` knows, comma-separated
+# LiteLLM/aiohttp wording that means nothing to a client, and what it means (mid-stream errors, issue 13).
+_INTERNALS = (
+    (re.compile(r"KeyError: '\w+', Got unexpected response from Ollama: \{'error': ['\"](.*?)['\"]\}", re.S),
+     r"\1"),
+    (re.compile(r"Response payload is not completed.*?(?:>|$)", re.S),
+     "the backend closed the connection before its response was complete"),
+)
+# Anthropic's error types by status (docs.anthropic.com/en/api/errors), for its Messages routes.
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                   403: "permission_error", 404: "not_found_error", 413: "request_too_large", 415: "invalid_request_error",
+                   429: "rate_limit_error", 500: "api_error", 502: "api_error", 503: "overloaded_error",
+                   504: "timeout_error", 529: "overloaded_error"}
+MESSAGES_SUFFIXES = ("/v1/messages", "/v1/messages/count_tokens")
+LINGER_SECONDS = 30.0  # nginx's lingering_time: how long an oversized body is read before the 413 and the close
 
 
 def error_type(status: int) -> str:
@@ -70,6 +94,18 @@ def error_type(status: int) -> str:
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+
+
+def is_messages(path: str | None) -> bool:
+    return path is not None and path.rstrip("/").endswith(MESSAGES_SUFFIXES)
+
+
+def anthropic_shape(status: int, body: dict) -> dict:
+    """An OpenAI-shaped error body in Anthropic's shape; `param` and `code` stay inside `error`."""
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    kind = ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": error.get("message", ""),
+                                       "param": error.get("param"), "code": error.get("code")}}
 
 
 def mask_secrets(text: str) -> str:
@@ -102,6 +138,8 @@ def clean_message(text: str, limit: int = 1000) -> str:
     text = _DEBUG_TAILS.sub("", _TRACEBACK.sub("", str(text)))
     text = _STATUS_DICT.sub(r"\1", text)
     text = unwrap_provider_errors(_LITELLM_PREFIX.sub("", text))
+    for pattern, meaning in _INTERNALS:
+        text = pattern.sub(meaning, text)
     text = " ".join(mask_secrets(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -176,19 +214,27 @@ def stream_error_event(message: str, code: str) -> bytes:
     return b"data: " + json.dumps(error_body(500, message, None, code)).encode() + b"\n\n"
 
 
-def rewrite_stream_errors(chunk: bytes) -> bytes:
-    """Normalize LiteLLM's `data: {"error": ...}` events (sent when a stream fails after its start)."""
+def anthropic_error_event(message: str, code: str) -> bytes:
+    """Anthropic's stream error event (`event: error`), which the anthropic SDK raises as an APIError."""
+    return b"event: error\ndata: " + json.dumps(anthropic_shape(500, error_body(500, message, None, code))).encode() + b"\n\n"
+
+
+def rewrite_stream_errors(chunk: bytes, anthropic: bool = False) -> bytes:
+    """Normalize LiteLLM's error events (sent when a stream fails after its start): `data: {"error": ...}`,
+    or on Messages `event: error` + `data: {"type": "error", "error": ...}`."""
     events = chunk.split(b"\n\n")
     for i, event in enumerate(events):
-        if event.startswith(b"data: {") and b'"error"' in event:
-            try:
-                error = json.loads(event[6:]).get("error")
-            except (ValueError, AttributeError):
-                continue
-            if error is not None:
-                detail = clean_message(error.get("message", "") if isinstance(error, dict) else error)
-                message = f"The stream failed after it had started, so the response is incomplete: {detail} Retry the request."
-                events[i] = stream_error_event(message, "stream_interrupted")[:-2]
+        data = event.split(b"data: ", 1)[1] if b"data: {" in event else b""
+        if b'"error"' not in data or not (event.startswith(b"data: {") or event.startswith(b"event: error")):
+            continue
+        try:
+            error = json.loads(data).get("error")
+        except (ValueError, AttributeError):
+            continue
+        if error is not None:
+            detail = clean_message(error.get("message", "") if isinstance(error, dict) else error).rstrip(".")
+            message = f"The stream failed after it had started, so the response is incomplete: {detail}. Retry the request."
+            events[i] = (anthropic_error_event if anthropic else stream_error_event)(message, "stream_interrupted")[:-2]
     return b"\n\n".join(events)
 
 
@@ -201,7 +247,9 @@ async def send_json(send, status: int, body: object, headers: list | tuple | Non
     await send({"type": "http.response.body", "body": payload})
 
 
-send_error = send_json  # the name the error paths read best with
+async def send_error(send, status: int, body: dict, headers: list | None = None, path: str | None = None) -> None:
+    """Send `body` (OpenAI-shaped) with `status`; in Anthropic's shape when `path` is a Messages route."""
+    await send_json(send, status, anthropic_shape(status, body) if is_messages(path) else body, headers)
 
 
 @dataclass(frozen=True)
@@ -216,7 +264,7 @@ class RequestLimits:
     @property
     def drain_bytes(self) -> int:
         """How much of an oversized body is read (and dropped) so the client can read the 413."""
-        return max(8 * self.max_body_bytes, 16 * 1024 * 1024)
+        return max(64 * self.max_body_bytes, 256 * 1024 * 1024)
 
 
 class ClientGone(Exception):
@@ -234,7 +282,7 @@ class ErrorLayer:
         try:
             receive = await self.checked_receive(scope, receive)
         except RequestRejected as exc:
-            await send_error(send, exc.status, error_body(exc.status, exc.message, exc.param, exc.code))
+            await send_error(send, exc.status, error_body(exc.status, exc.message, exc.param, exc.code), path=scope["path"])
             return
         except ClientGone:
             return
@@ -252,8 +300,7 @@ class ErrorLayer:
         limit = self.limits.max_body_bytes
         length = headers.get(b"content-length", b"").strip()
         if length.isdigit() and int(length) > limit:
-            if int(length) <= self.limits.drain_bytes:  # read it, so the client gets to read our answer
-                await drain(receive, self.limits.drain_bytes)
+            await drain(receive, self.limits.drain_bytes)  # read it, so the client gets to read our answer
             raise too_large(limit)
         if scope["method"] not in BODY_METHODS:
             return receive
@@ -315,12 +362,17 @@ async def read_body(receive, limit: int, drain_bytes: int) -> bytes:
             return b"".join(chunks)
 
 
-async def drain(receive, budget: int) -> None:
-    while budget > 0:
-        message = await receive()
-        budget -= len(message.get("body", b""))
-        if message["type"] != "http.request" or not message.get("more_body"):
-            return
+async def drain(receive, budget: int, seconds: float = LINGER_SECONDS) -> None:
+    """Read and drop the rest of a body: up to `budget` bytes, for at most `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            while budget > 0:
+                message = await receive()
+                budget -= len(message.get("body", b""))
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    return
+    except TimeoutError:
+        log.info("stopped reading an oversized body after %.0f s", seconds)
 
 
 def replay(body: bytes, receive):
@@ -380,31 +432,40 @@ class ResponseFilter:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError):
                 raw = b""
-        body = shaped_error(start["status"], raw, headers.get(b"content-type", b"").decode("latin-1"), self.method, self.path)
+        status = start["status"]
+        final = getattr(context.current.get(), "final_error", None)  # hooks.routing's verdict (a refusal, both tiers failed)
+        if final is not None:
+            status, body = final[0], error_body(final[0], clean_message(final[1]), final[2], final[3])
+        else:
+            body = shaped_error(status, raw, headers.get(b"content-type", b"").decode("latin-1"), self.method, self.path)
         self.started = self.finished = True
-        await send_error(self.send, start["status"], body, list(start.get("headers", [])))
+        await send_error(self.send, status, body, list(start.get("headers", [])), path=self.path)
 
     def watch_stream(self, message) -> dict:
         chunk = message.get("body", b"")
+        anthropic = is_messages(self.path)
         if b'"error"' in chunk:
-            chunk = rewrite_stream_errors(chunk)
+            chunk = rewrite_stream_errors(chunk, anthropic)
             self.errored = self.errored or b'"stream_interrupted"' in chunk
-        self.done = self.done or b"data: [DONE]" in self.tail + chunk
+        self.done = self.done or (b"event: message_stop" if anthropic else b"data: [DONE]") in self.tail + chunk
         self.tail = chunk[-32:]
-        if not message.get("more_body", False) and not (self.done or self.errored) and self.path.endswith("/completions"):
-            log.warning("stream for %s ended without [DONE]; sending an error event", self.path)
-            chunk += stream_error_event(STREAM_INCOMPLETE, "stream_incomplete")
+        if not message.get("more_body", False) and not (self.done or self.errored) and (
+                anthropic or self.path.endswith("/completions")):
+            log.warning("stream for %s ended before its end event; sending an error event", self.path)
+            chunk += self.incomplete_event()
         return {**message, "body": chunk}
+
+    def incomplete_event(self) -> bytes:
+        return (anthropic_error_event if is_messages(self.path) else stream_error_event)(STREAM_INCOMPLETE, "stream_incomplete")
 
     async def fail(self) -> bool:
         """The inner app raised: answer 500, or end a started stream with an error event."""
         if self.held is not None:
             await self.send_held()
         elif not self.started:
-            await send_error(self.send, 500, error_body(500, default_message(500, self.method, self.path)))
+            await send_error(self.send, 500, error_body(500, default_message(500, self.method, self.path)), path=self.path)
         elif self.sse and not self.finished:
-            await self.send({"type": "http.response.body", "more_body": False,
-                             "body": stream_error_event(STREAM_INCOMPLETE, "stream_incomplete")})
+            await self.send({"type": "http.response.body", "more_body": False, "body": self.incomplete_event()})
         else:
             return False
         return True

@@ -26,7 +26,8 @@ X-Forwarded-For counts only from those peers, walked right to left (a forged lef
 skipped); LiteLLM's admin UI login throttle gets the same list (`trust_proxies`). uvicorn discards a body the app never read,
 so an anonymous 4 MB body costs a read, never a parse.
 
-How it fails: every rejection is an OpenAI-shaped error (gateway.errors.error_body). The
+How it fails: every rejection is an OpenAI-shaped error (gateway.errors.error_body; in
+Anthropic's shape on /v1/messages, gateway.errors.send_error). The
 anonymous limiter is hooks.ratelimit's, so it fails open to memory when Redis is down.
 """
 
@@ -39,7 +40,7 @@ import re
 from litellm.proxy._types import LiteLLMRoutes
 
 from hooks import context
-from hooks.auth import identify_scope, rejection
+from hooks.auth import EXTRA_CLIENT_ROUTES, identify_scope, rejection
 from hooks.ledger import is_inference
 from hooks.ratelimit import Limits, get_limiter
 from hooks.ratelimit import headers as limit_headers
@@ -71,7 +72,7 @@ SERVED = frozenset({
     "/responses", "/v1/responses", "/models", "/v1/models",
     "/responses/{response_id}", "/v1/responses/{response_id}", "/responses/{response_id}/input_items",
     "/v1/responses/{response_id}/input_items",  # answered from the gateway's store (gateway.stored_responses)
-})
+}) | EXTRA_CLIENT_ROUTES
 # LiteLLM routes that look like a served route's template (/v1/responses/{response_id}) but are not served.
 NOT_SERVED_LOOKALIKES = frozenset({"/responses/input_tokens", "/v1/responses/input_tokens"})
 NOT_SERVED_EXTRA = (
@@ -119,7 +120,8 @@ def classify(path: str) -> Access:
 
 def not_served(method: str, path: str) -> dict:
     return error_body(404, f"{method} {path} is not served by this gateway; it serves the OpenAI API's chat "
-                           "completions, completions, embeddings, responses and models under /v1.", None, "not_served")
+                           "completions, completions, embeddings, responses and models, and Anthropic's messages, "
+                           "under /v1.", None, "not_served")
 
 
 def unsupported_media(method: str, path: str, content_type: str) -> dict:
@@ -147,7 +149,7 @@ class Gate:
             await self.app(scope, receive, send)
             return
         if access is Access.NOT_SERVED:
-            await send_error(send, 404, not_served(method, path))
+            await send_error(send, 404, not_served(method, path), path=path)
             return
         identity = identify_scope(scope, path, self.allow_query_key, self.db_mode)
         ctx = context.current.get()
@@ -158,17 +160,17 @@ class Gate:
                 return
         if access is Access.DOCS and not self.public_docs and identity.role != "master":
             problem = None if identity.authenticated else rejection(identity, path, self.allow_query_key)
-            await self.refuse(send, problem, f"{path} needs the admin (master) key, or PUBLIC_DOCS=true on the gateway.")
+            await self.refuse(send, path, problem, f"{path} needs the admin (master) key, or PUBLIC_DOCS=true on the gateway.")
             return
         if access is Access.API:
             problem = rejection(identity, path, self.allow_query_key)  # 401; 403 for a client key off its routes
             if problem is not None:
-                await self.refuse(send, problem)
+                await self.refuse(send, path, problem)
                 return
             if method in ("POST", "PUT", "PATCH") and is_inference(path):
                 content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1").lower()
                 if content_type and "json" not in content_type:
-                    await send_error(send, 415, unsupported_media(method, path, content_type))
+                    await send_error(send, 415, unsupported_media(method, path, content_type), path=path)
                     return
         await self.app(scope, receive, send)
 
@@ -182,14 +184,14 @@ class Gate:
         body = error_body(429, f"Too many requests without a valid API key from this address: {verdict.limit} per "
                                f"{self.anon_limits.window} s. Retry after {wait} s, or send your API key.", None,
                           "rate_limit_exceeded")
-        await send_error(send, 429, body, [(k.encode(), v.encode()) for k, v in limit_headers(verdict)])
+        await send_error(send, 429, body, [(k.encode(), v.encode()) for k, v in limit_headers(verdict)], path=scope["path"])
         return False
 
     @staticmethod
-    async def refuse(send, problem, admin_only: str = "") -> None:
+    async def refuse(send, path: str, problem, admin_only: str = "") -> None:
         """`problem` (hooks.auth's 401/403) as an OpenAI-shaped error, else a 403 saying `admin_only`."""
         status, message, code = (int(problem.code), problem.message, problem.type) if problem else (403, admin_only, "admin_key_required")
-        await send_error(send, status, error_body(status, message, "api_key", code))
+        await send_error(send, status, error_body(status, message, "api_key", code), path=path)
 
 
 _REJECTED_FIELD = re.compile(r"Rejected Request: (\S+)")

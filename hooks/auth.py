@@ -4,8 +4,8 @@
 
 Who may call what:
 - the master key (LITELLM_MASTER_KEY): every route, as LiteLLM's proxy admin, not rate-limited;
-- a client key (proxy_config.keys): the OpenAI API routes only (/v1/... and the same routes
-  without /v1), each request counted by hooks.ratelimit against the key's limits;
+- a client key (proxy_config.keys): the OpenAI API routes (/v1/... and the same routes without
+  /v1) and Anthropic's /v1/messages, each request counted by hooks.ratelimit against the key's limits;
 - no key: LiteLLM's public routes only (gateway.gate closes most of them before LiteLLM).
 The key is read once, by LiteLLM's own header precedence (`presented_key`: x-litellm-api-key,
 Authorization: Bearer, api-key, x-api-key, x-goog-api-key, Ocp-Apim-Subscription-Key), or from
@@ -52,13 +52,17 @@ def _pattern(route: str) -> re.Pattern[str]:
     return re.compile("/".join(parts) + r"\Z")
 
 
-_CLIENT_ROUTES = frozenset(LiteLLMRoutes.openai_routes.value)
+# Client routes LiteLLM does not count as OpenAI routes: Anthropic's Messages API (routed like chat by
+# hooks.routing) and one model's entry (the openai SDK's models.retrieve). Not /models/{model_id}: it would also
+# match Google's /models/{name}:generateContent, which is not served.
+EXTRA_CLIENT_ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens", "/v1/models/{model_id}"})
+_CLIENT_ROUTES = frozenset(LiteLLMRoutes.openai_routes.value) | EXTRA_CLIENT_ROUTES
 _CLIENT_PATTERNS = tuple(_pattern(r) for r in _CLIENT_ROUTES if "{" in r or "*" in r)
 
 
 @functools.lru_cache(maxsize=1024)
 def is_client_route(route: str) -> bool:
-    """The OpenAI API surface a client key may call; everything else is admin."""
+    """The OpenAI API surface and Anthropic's Messages a client key may call; everything else is admin."""
     return route in _CLIENT_ROUTES or any(p.match(route) for p in _CLIENT_PATTERNS)
 
 
@@ -172,7 +176,7 @@ MISSING_KEY = "Missing API key. Send it as the header 'Authorization: Bearer <ke
               "with the OpenAI SDK pass api_key=<key>."
 INVALID_KEY = "Invalid API key ({id}). Check the key, or ask the gateway admin to add it to API_KEYS or KEYS_FILE."
 ADMIN_ONLY = "{route} needs the admin (master) key; client keys may call the OpenAI API routes " \
-             "(/v1/chat/completions, /v1/models, ...) only."
+             "(/v1/chat/completions, /v1/models, ...) and /v1/messages only."
 
 
 def rejection(identity: Identity, route: str, allow_query_key: bool) -> ProxyException | None:

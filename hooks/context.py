@@ -52,6 +52,10 @@ class RequestContext:
     clamped: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     reply_schema: dict | None = None  # a translated json_schema the cloud's reply must match
+    # hooks.routing's (status, message, param, code) for a request it refused or no tier could serve (the both-tiers
+    # 503); gateway.errors sends it, as LiteLLM's /v1/messages handler drops the code and ignores what the
+    # failure hook returned.
+    final_error: tuple[int, str, str | None, str | None] | None = None
     # Cost controls (hooks.cache, hooks.budgets; gateway.app stamps x-gateway-cache and the budget header).
     client_key: object | None = None  # the proxy_config.keys.ClientKey that hooks.auth admitted
     cache_headers: dict[str, str] = field(default_factory=dict)  # the client's cache headers, lower-case names

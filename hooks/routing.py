@@ -13,7 +13,10 @@
 - failure events: mark Ollama down at once on a connection failure and remember each
   tier's cause for the error message;
 - post-call failure: when both tiers failed (or the other was unavailable) answer 503 with
-  an OpenAI-shaped error naming both causes.
+  an OpenAI-shaped error naming both causes, and route `none` (nothing served it);
+- Anthropic Messages (/v1/messages) go through the same decision: measured with
+  custom_router.messages_request_facts; LiteLLM serves them on Ollama by translating to chat, and on
+  DeepSeek through its Anthropic-compatible endpoint (README "Anthropic Messages" says why).
 Anything unexpected inside the hook is logged and the request goes on unchanged (fail open),
 except the deliberate 503 when no backend can serve.
 """
@@ -40,6 +43,7 @@ from custom_router.policy import (
     decide,
     decide_embedding,
     looks_truncated,
+    messages_request_facts,
     request_facts,
 )
 from hooks import context, inflight
@@ -54,8 +58,11 @@ log = logging.getLogger("gateway.routing")
 EMBEDDING_CALL_TYPES = frozenset({"aembedding", "embeddings"})
 CHAT_CALL_TYPES = frozenset({"acompletion", "completion"})
 TEXT_COMPLETION_CALL_TYPES = frozenset({"atext_completion", "text_completion"})  # legacy /v1/completions
+# Anthropic's /v1/messages: measured from its own body shape, then decided like chat (README "Anthropic Messages").
+MESSAGES_CALL_TYPES = frozenset({"anthropic_messages"})
 # Chat, Responses and completions bodies are all measured by custom_router.facts.request_facts.
-ROUTED_CALL_TYPES = CHAT_CALL_TYPES | TEXT_COMPLETION_CALL_TYPES | RESPONSES_CALL_TYPES | EMBEDDING_CALL_TYPES
+ROUTED_CALL_TYPES = (CHAT_CALL_TYPES | TEXT_COMPLETION_CALL_TYPES | RESPONSES_CALL_TYPES | EMBEDDING_CALL_TYPES
+                     | MESSAGES_CALL_TYPES)
 CACHED_CALL_TYPES = CHAT_CALL_TYPES | EMBEDDING_CALL_TYPES  # replies hooks.cache may replay
 REFUSAL_CODES = {Reason.CAPABILITY: "model_not_capable", Reason.OUTPUT_LIMIT: "max_tokens_too_large",
                  Reason.BUDGET: "budget_exceeded", Reason.LOCAL_ONLY: "local_only_unavailable",
@@ -129,7 +136,7 @@ class RoutingHook(CustomLogger):
         if call_type in EMBEDDING_CALL_TYPES:
             decision = decide_embedding(str(data.get("model", "")), runtime.policy, runtime.monitor.state)
         else:
-            facts = request_facts(data)
+            facts = messages_request_facts(data) if call_type in MESSAGES_CALL_TYPES else request_facts(data)
             if ctx is not None and ctx.cloud_denied is not None:
                 facts = replace(facts, cloud_denied=ctx.cloud_denied)
             state = await inflight.reserve(ctx, facts, runtime)  # the backend state with the expected local waits
@@ -140,7 +147,10 @@ class RoutingHook(CustomLogger):
         if ctx is not None:
             ctx.decision = decision
         if decision.route is Route.NONE:
-            raise refusal(decision, "max_tokens" if call_type in EMBEDDING_CALL_TYPES else facts.max_tokens_param)
+            error = refusal(decision, "max_tokens" if call_type in EMBEDDING_CALL_TYPES else facts.max_tokens_param)
+            if ctx is not None:  # gateway.errors sends it (LiteLLM's /v1/messages handler drops the code)
+                ctx.final_error = (int(error.code), error.message, error.param, error.type)
+            raise error
         data["model"] = decision.model
         data["fallbacks"] = [decision.fallback] if decision.fallback else []
         metadata = data.setdefault(metadata_key(data), {})
@@ -177,7 +187,11 @@ class RoutingHook(CustomLogger):
         translated json_schema reply."""
         hidden = hidden_params(response)
         served = deployment_of(hidden.get("model_id"))
-        if served is not None and hasattr(response, "model"):
+        if served is None and isinstance(response, dict):  # /v1/messages answers a dict; its deployment is in metadata
+            served = deployment_of(((data.get("litellm_metadata") or {}).get("model_info") or {}).get("id"))
+        if served is not None and isinstance(response, dict) and "model" in response:
+            response["model"] = served[0]
+        elif served is not None and hasattr(response, "model"):
             response.model = served[0]
         schema = getattr(context.current.get(), "reply_schema", None)  # set when the serving attempt translated it
         for choice in (getattr(response, "choices", None) or []) if schema is not None else ():
@@ -239,7 +253,10 @@ class RoutingHook(CustomLogger):
             second = f"fallback to {other} tier ({decision.fallback}) also failed: {_short(message.split(FALLBACK_FAILED, 1)[1])}"
         else:
             return None  # LiteLLM did not try the other tier: its own error says why
-        return HTTPException(status_code=503, detail=f"Both tiers failed. {first} ({_short(message)}); {second}")
+        detail = f"Both tiers failed. {first} ({_short(message)}); {second}"
+        ctx.final_error = (503, detail, None, None)  # for /v1/messages, whose LiteLLM handler ignores the returned exception
+        ctx.decision = replace(decision, route=Route.NONE)  # x-gateway-route: none (nothing served it); the reason stays
+        return HTTPException(status_code=503, detail=detail)
 
 
 def _short(text: str, limit: int = 240) -> str:

@@ -6,18 +6,21 @@
 - `postgres.dump`: `pg_dump --format=custom` of DATABASE_URL (LiteLLM's virtual keys and spend,
   the ledger in DB mode), when DATABASE_URL is set;
 - `config.yaml`, and the env file given with `--env-file` (e.g. /etc/ai-gateway/env);
-- `MANIFEST.json`: every file with its sha256 and where it came from.
+- `MANIFEST.json`: every file with its sha256, where it came from, and its mode and owner.
 Then it keeps only the newest `--keep` backups in DIR. The Ansible backup role runs it from a
 systemd timer; an off-host copy is that role's rsync step.
 
 `gateway restore DIR/<stamp> --yes` checks every sha256 first, then puts each file back where the
-manifest says (the ledger through the backup API, PostgreSQL with `pg_restore --clean --if-exists`).
-Stop the gateway before restoring.
+manifest says (the ledger through the backup API, PostgreSQL with `pg_restore --clean --if-exists`),
+with the mode and owner it had when it was backed up: config.yaml stays readable by the service
+group, the ledger writable by the service user. Stop the gateway before restoring.
 
 How it fails: exit 1 with a message saying what to do when DATA_DIR has no ledger and there is
 no DATABASE_URL (nothing to back up), pg_dump/pg_restore is missing or fails (its stderr, with the
 password never on the command line: it goes through PGPASSWORD), a manifest sha256 does not
 match (nothing is restored), or `--yes` is missing. A half-written backup folder is removed.
+Restoring as a user that cannot give a file back to its owner (not root) restores the content and
+says which file to chown before starting the gateway.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -52,14 +56,40 @@ def sha256(path: Path) -> str:
 
 
 def sqlite_copy(source: Path, dest: Path) -> None:
-    """A consistent copy through SQLite's online backup API (works while a writer is active)."""
+    """A consistent copy through SQLite's online backup API (works while a writer is active).
+
+    The copy is switched out of WAL mode: a single self-contained file, which a read-only open
+    (restore reads backups that way) does not grow -wal/-shm files next to. The gateway's ledger
+    store puts its own file back into WAL mode when it opens it.
+    """
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(dest)
     try:
         src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()
         src.close()
+
+
+def file_meta(path: Path) -> dict[str, object]:
+    """What restore needs to give a file back as it was: its mode and owner."""
+    info = path.stat()
+    return {"mode": f"{stat.S_IMODE(info.st_mode):04o}", "uid": info.st_uid, "gid": info.st_gid}
+
+
+def put_back_meta(dest: Path, meta: dict) -> str | None:
+    """Give `dest` the mode and owner recorded at backup time; a warning when it cannot (not root)."""
+    if "mode" not in meta:  # a backup written before modes were recorded
+        return None
+    os.chmod(dest, int(meta["mode"], 8))
+    info = dest.stat()
+    if (info.st_uid, info.st_gid) != (meta["uid"], meta["gid"]):
+        try:
+            os.chown(dest, meta["uid"], meta["gid"])
+        except PermissionError:
+            return f"warning: could not give {dest} back to uid {meta['uid']} gid {meta['gid']}; chown it before starting the gateway"
+    return None
 
 
 def pg_command(url: str) -> tuple[str, dict[str, str]]:
@@ -98,14 +128,14 @@ def backup(settings: Settings, out: Path, keep: int, env_file: Path | None, now:
     try:
         if ledger.exists():
             sqlite_copy(ledger, partial / SQLITE_FILE)
-            files[SQLITE_FILE] = {"source": str(ledger.resolve())}
+            files[SQLITE_FILE] = {"source": str(ledger.resolve()), **file_meta(ledger)}
         if database_url is not None:
             _run_pg("pg_dump", ["--format=custom", "--no-owner", f"--file={partial / 'postgres.dump'}"], database_url)
             files["postgres.dump"] = {"source": "DATABASE_URL"}
         for name, source in (("config.yaml", settings.config_path), ("env", env_file)):
             if source is not None and Path(source).is_file():
                 shutil.copyfile(source, partial / name)
-                files[name] = {"source": str(Path(source).resolve())}
+                files[name] = {"source": str(Path(source).resolve()), **file_meta(Path(source))}
         for name in files:
             files[name]["sha256"] = sha256(partial / name)
         (partial / MANIFEST).write_text(json.dumps({"created": stamp, "files": files}, indent=2) + "\n")
@@ -147,6 +177,7 @@ def restore(folder: Path, settings: Settings) -> list[str]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         sqlite_copy(folder / SQLITE_FILE, dest)
         restored.append(f"ledger -> {dest}")
+        restored.append(put_back_meta(dest, files[SQLITE_FILE]))
     if "postgres.dump" in files:
         if settings.database_url is None:
             raise BackupError("the backup has a PostgreSQL dump but DATABASE_URL is not set; "
@@ -158,6 +189,7 @@ def restore(folder: Path, settings: Settings) -> list[str]:
         if name in files:
             dest = Path(files[name]["source"])
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(folder / name, dest)
+            shutil.copyfile(folder / name, dest)
             restored.append(f"{name} -> {dest}")
-    return restored
+            restored.append(put_back_meta(dest, files[name]))
+    return [line for line in restored if line]

@@ -15,7 +15,8 @@ from proxy_config.settings import RoutingSettings, SettingsError
 
 OLLAMA_PREFIXES = ("ollama_chat/", "ollama/")
 CAPABILITY_FIELDS = {"supports_function_calling": "tools", "supports_response_schema": "json_schema",
-                     "supports_vision": "vision", "supports_reasoning": "thinking"}
+                     "supports_vision": "vision", "supports_reasoning": "thinking",
+                     "supports_tool_choice": "tool_choice"}
 
 
 def capabilities(info: Mapping[str, object]) -> frozenset[str]:

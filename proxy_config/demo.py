@@ -1,13 +1,19 @@
 """`gateway demo`: the real gateway against the built-in emulators, showing each routing decision.
 
-Needs neither Ollama nor a DeepSeek key: both backends are emulated on loopback. The gateway
-runs as a real `gateway serve` process with a throwaway master key.
+Needs neither Ollama nor a DeepSeek key: both backends are emulated on loopback (threads of this
+process). The gateway runs as a real `gateway serve` process, in a session of its own, with a
+throwaway master key.
+
+How it fails: however the demo ends (its scenarios done, an error, Ctrl-C / SIGINT, SIGTERM), it
+stops the gateway's whole process group (SIGTERM, then SIGKILL after 20 s) and the emulators, so
+no child keeps running or keeps the port.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -51,8 +57,9 @@ def run_demo(port: int, keep: bool) -> None:
            "DEEPSEEK_API_KEY": deepseek_key, "LITELLM_MASTER_KEY": master_key, "HOST": "127.0.0.1", "PORT": str(port)}
     config = Path(__file__).resolve().parent.parent / "config.yaml"
     typer.echo(f"Starting the gateway on http://127.0.0.1:{port} with emulated Ollama and DeepSeek...")
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends the demo as Ctrl-C does: cleanly
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc)
@@ -71,9 +78,30 @@ def run_demo(port: int, keep: bool) -> None:
             typer.echo(f"\nThe demo gateway keeps running at {url}/v1 (key: {master_key}). Ctrl-C to stop.")
             proc.wait()
     except KeyboardInterrupt:
-        pass
+        typer.echo("\nStopping the demo gateway and the emulators...")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        _stop(proc)
         for server in backends.values():
             server.stop()
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """The gateway and its workers: its own process group (start_new_session), SIGTERM then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

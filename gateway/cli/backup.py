@@ -40,4 +40,7 @@ def restore_cmd(
     except BackupError as exc:
         raise fail(str(exc)) from None
     for line in restored:
-        typer.echo(f"restored {line}")
+        if line.startswith("warning:"):
+            typer.secho(line, fg=typer.colors.YELLOW, err=True)
+        else:
+            typer.echo(f"restored {line}")

@@ -176,3 +176,30 @@ def test_a_named_cloud_model_over_budget_is_refused_not_served_elsewhere():
     assert (d.route, d.reason) == (Route.NONE, Reason.BUDGET)
     assert "deepseek-chat is a cloud model and this key's monthly cloud budget is used up" in d.detail
     assert decision(body("deepseek-chat"), cloud_denied=Reason.LOCAL_ONLY).route is Route.LOCAL  # privacy: stays here
+
+
+def test_a_forced_tool_call_needs_a_model_that_can_force_one_in_both_apis():
+    from custom_router.facts import messages_request_facts
+    from custom_router.policy import request_facts
+
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    assert "tool_choice" in request_facts({"tools": tools, "tool_choice": "required"}).kinds
+    assert "tool_choice" in request_facts({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "f"}}}).kinds
+    assert "tool_choice" not in request_facts({"tools": tools, "tool_choice": "auto"}).kinds
+    anthropic_tools = [{"name": "f", "input_schema": {}}]
+    assert "tool_choice" in messages_request_facts({"tools": anthropic_tools, "tool_choice": {"type": "any"}}).kinds
+    assert "tool_choice" not in messages_request_facts({"tools": anthropic_tools, "tool_choice": {"type": "auto"}}).kinds
+
+
+def test_an_anthropic_body_is_measured_like_the_same_chat_body():
+    from custom_router.facts import messages_request_facts
+    from custom_router.policy import request_facts
+
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    facts = messages_request_facts({"model": "auto", "system": "s" * 300, "max_tokens": 50, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "t" * 200}, image]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "1", "content": "r" * 100}]}]})
+    chat = request_facts({"model": "auto", "max_tokens": 50, "messages": [
+        {"role": "system", "content": "s" * 300}, {"role": "user", "content": "t" * 200}, {"role": "user", "content": "r" * 100}]})
+    assert (facts.chars, facts.messages, facts.max_tokens) == (chat.chars, chat.messages, 50) == (600, 3, 50)
+    assert facts.kinds == {"vision"}

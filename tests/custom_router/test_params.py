@@ -44,3 +44,19 @@ def test_json_schema_for_the_cloud_becomes_json_object_with_the_schema_in_a_syst
     assert change.changes["messages"][1:] == messages[1:] and change.schema == SCHEMA
     local = adapt(QWEN, {"messages": messages, "response_format": STRUCTURED})
     assert "response_format" not in local.changes and local.schema is None  # Ollama takes the schema as `format`
+
+
+def test_what_ollama_cannot_honour_is_dropped_and_named_and_the_cloud_keeps_it():
+    body = {"logprobs": True, "top_logprobs": 2, "n": 3, "tools": [{"type": "function"}], "tool_choice": "required"}
+    change = adapt(QWEN, body)
+    assert change.dropped == ["logprobs", "top_logprobs", "n", "tool_choice"]
+    assert {k: change.changes[k] for k in ("logprobs", "top_logprobs", "n", "tool_choice")} == dict.fromkeys(
+        ("logprobs", "top_logprobs", "n", "tool_choice"))
+    assert adapt(CHAT, body).dropped == []
+    assert adapt(QWEN, {"logprobs": False, "n": 1, "tool_choice": "auto", "tools": [{}]}).dropped == []
+
+
+def test_tool_choice_none_is_honoured_locally_by_not_sending_the_tools():
+    change = adapt(QWEN, {"tools": [{"type": "function"}], "tool_choice": "none"})
+    assert (change.changes["tools"], change.changes["tool_choice"], change.dropped) == (None, None, [])
+    assert adapt(QWEN, {"tools": [{"name": "f"}], "tool_choice": {"type": "none"}}).changes["tools"] is None  # Anthropic's

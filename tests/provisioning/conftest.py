@@ -11,7 +11,7 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "converge: applies ansible/site.yml to a debootstrapped Debian 12 root (slow, needs root; runs by default)")
+        "markers", "converge: applies ansible/site.yml to debootstrapped roots (slow, needs root; Debian 12 by default, Ubuntu with GATEWAY_CONVERGE_UBUNTU=1)")
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

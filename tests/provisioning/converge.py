@@ -12,7 +12,8 @@ Owns the scaffolding only (the roles do the work):
 - a fresh copy of the base per run, /proc mounted, a policy-rc.d that exits 101, and teardown.
 
 Needs root, debootstrap, chroot, zstd and the Debian mirror. Failures raise ConvergeError with
-the command's output. Run by hand: python -m tests.provisioning.converge [--keep]
+the command's output. Run by hand: python -m tests.provisioning.converge [--keep]; build the caches
+only: python -m tests.provisioning.converge --prepare bookworm jammy noble
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ import io
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,15 +90,20 @@ def debian_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"), Pa
 
 
 @contextlib.contextmanager
-def cache_lock():
-    """Serialise cache building between concurrent test runs."""
+def cache_lock(name: str = "runs"):
+    """Serialise building one cache entry (a base root, a wheelhouse) between concurrent runs.
+
+    One lock per entry: the Ubuntu roots can be prepared in the background (`--prepare`) while the
+    Debian converge runs.
+    """
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as handle:
+    with open(CACHE / f".lock-{name}", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
 UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 
 
 def ensure_base(suite: str = "bookworm") -> Path:
@@ -147,8 +157,10 @@ def find_python(version: str) -> str | None:
 def ensure_wheelhouse(python: str = "3.11") -> Path:
     """Wheels for requirements.lock, built once per lock file content and Python version.
 
-    3.11 wheels are built by this venv's Python; another version needs that interpreter on PATH
-    (python3.12, e.g. from pyenv) to build its own.
+    3.11 wheels are built by this venv's Python. Another version is built by that interpreter when
+    one is on PATH (python3.12, e.g. from pyenv); without one, this venv's pip downloads that
+    version's published binary wheels (`pip download --only-binary=:all: --python-version ...`):
+    every pin in requirements.lock has a manylinux or pure-Python wheel on PyPI.
     """
     lock = REPO / "requirements.lock"
     wheels = WHEELS if python == "3.11" else CACHE / f"wheels-{python}"
@@ -157,11 +169,19 @@ def ensure_wheelhouse(python: str = "3.11") -> Path:
     if stamp.exists() and stamp.read_text() == digest:
         return wheels
     interpreter = str(VENV_BIN / "python") if python == "3.11" else find_python(python)
-    if interpreter is None:
-        raise ConvergeError(f"python{python} is needed to build the wheelhouse of a Python {python} root")
     wheels.mkdir(parents=True, exist_ok=True)
-    run([interpreter, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels), "--find-links", str(wheels),
-         "-r", str(lock), *WHEELHOUSE_EXTRAS], timeout=1200)
+    if interpreter is None:
+        # pip matches --platform tags literally (no manylinux_2_35 -> 2_17 expansion): list the glibc
+        # levels every Ubuntu root we build has (jammy 2.35, noble 2.39).
+        machine = os.uname().machine
+        platforms = [f"manylinux{level}_{machine}" for level in ("1", "2010", "2014")]
+        platforms += [f"manylinux_2_{minor}_{machine}" for minor in (5, 12, 17, 24, 27, 28, 31, 34, 35)]
+        run([str(VENV_BIN / "python"), "-m", "pip", "download", "-q", "--dest", str(wheels), "--only-binary=:all:",
+             "--python-version", python, *(arg for platform in platforms for arg in ("--platform", platform)),
+             "-r", str(lock), *WHEELHOUSE_EXTRAS], timeout=1200)
+    else:
+        run([interpreter, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels), "--find-links", str(wheels),
+             "-r", str(lock), *WHEELHOUSE_EXTRAS], timeout=1200)
     stamp.write_text(digest)
     return wheels
 
@@ -217,6 +237,43 @@ def stub_ollama_archive(dest: Path, version: str = "") -> str:
     return hashlib.sha256(dest.read_bytes()).hexdigest()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_for(ready, timeout: float, what: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise ConvergeError(f"{what} (exit {process.poll()}); {log}:\n{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.5)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @dataclass
 class Recap:
     ok: int
@@ -229,23 +286,28 @@ class Recap:
 class Converge:
     root: Path
     workdir: Path
+    suite: str = "bookworm"
     mounts: list[Path] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
     applies: list[tuple[Recap, str, float]] = field(default_factory=list)
     releases: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)  # step name -> index in applies
+    facts: dict[str, object] = field(default_factory=dict)  # what the live checks saw
 
     @classmethod
     def create(cls, name: str = "run", suite: str = "bookworm") -> Converge:
-        with cache_lock():
+        with cache_lock(f"base-{suite}"):
             base = ensure_base(suite)
+        with cache_lock(f"wheels-{SUITE_PYTHON[suite]}"):
             wheels = ensure_wheelhouse(SUITE_PYTHON[suite])
+        with cache_lock():
             cls.remove_stale_runs()
         workdir = CACHE / f"{name}-{os.getpid()}"
         cls.cleanup(workdir)
         workdir.mkdir(parents=True)
         root = workdir / "root"
         run(["cp", "-a", "--reflink=auto", str(base), str(root)])
-        self = cls(root=root, workdir=workdir)
+        self = cls(root=root, workdir=workdir, suite=suite)
         self._prepare(wheels)
         return self
 
@@ -280,7 +342,8 @@ class Converge:
         """A source archive for another release (the upgrade and rollback tests)."""
         return str(source_archive(self.workdir / f"ai-gateway-src-{name}.tar", changes))
 
-    def apply(self, extra: dict[str, str], *flags: str, expect_failure: bool = False) -> Recap:
+    def apply(self, extra: dict[str, str], *flags: str, expect_failure: bool = False, step: str = "",
+              playbook: str = "site.yml") -> Recap:
         inventory = self.workdir / "inventory.yml"
         inventory.write_text(
             "ai_gateway:\n  hosts:\n"
@@ -290,7 +353,7 @@ class Converge:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         env = {**env, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(self.workdir / "ansible-tmp")}
-        cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "site.yml", *flags, "-e", f"@{FIXTURES / 'converge-vars.yml'}"]
+        cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), playbook, *flags, "-e", f"@{FIXTURES / 'converge-vars.yml'}"]
         for key, value in extra.items():
             cmd += ["-e", f"{key}={value}"]
         started = time.monotonic()
@@ -299,6 +362,8 @@ class Converge:
         (self.workdir / f"apply-{len(self.applies) + 1}.log").write_text(output)
         recap = parse_recap(output, str(self.root))
         self.applies.append((recap, output, time.monotonic() - started))
+        if step:
+            self.steps[step] = len(self.applies) - 1
         if expect_failure:
             if result.returncode == 0:
                 raise ConvergeError(f"ansible-playbook was expected to fail but exited 0:\n{output[-6000:]}")
@@ -307,9 +372,69 @@ class Converge:
             raise ConvergeError(f"ansible-playbook exited {result.returncode}:\n{output[-6000:]}")
         return recap
 
-    def chroot(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def chroot(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(["chroot", str(self.root), *args], capture_output=True, text=True, timeout=timeout,
-                              env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+                              env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+                                   **(env or {})})
+
+    def applied(self, step: str) -> tuple[Recap, str, float]:
+        return self.applies[self.steps[step]]
+
+    def unit_command(self, unit: str, key: str = "ExecStart") -> list[str]:
+        """A deployed unit's command line (`ExecStart=` of /etc/systemd/system/<unit>)."""
+        text = (self.root / "etc/systemd/system" / unit).read_text()
+        return re.search(rf"^{key}=(.+)$", text, re.M).group(1).split()
+
+    def env_file(self) -> dict[str, str]:
+        """The deployed /etc/ai-gateway/env (NAME='value' lines), as systemd's EnvironmentFile= reads it."""
+        lines = (self.root / "etc/ai-gateway/env").read_text().splitlines()
+        return dict(re.fullmatch(r"(\w+)='(.*)'", line).groups() for line in lines if line and not line.startswith("#"))
+
+    @contextlib.contextmanager
+    def serving(self, ollama_url: str) -> Iterator[int]:
+        """The installed release serving from the root, started the way its units start it.
+
+        A chroot has no systemd to restart services, so this stands in for it: Redis from the root
+        with the deployed redis.conf (as user redis), then the gateway unit's ExecStart as user
+        ai-gateway with the deployed env file, in its StateDirectory. Only what a test box needs is
+        changed: free loopback ports, one worker, and OLLAMA_URL pointing at an Ollama emulator on
+        the host's loopback (the chroot shares the network). Yields the gateway's port.
+        """
+        redis_port, port = free_port(), free_port()
+        redis = self._spawn("redis", [CHROOT, "--userspec={}:{}".format(*self.owner("redis")), str(self.root), "/usr/bin/redis-server",
+                                      "/etc/redis/redis.conf", "--port", str(redis_port), "--supervised", "no",
+                                      "--pidfile", f"/tmp/redis-{redis_port}.pid", "--logfile", ""], {})
+        try:
+            wait_for(lambda: _tcp_open(redis_port), 30, "Redis from the root did not listen", redis, self.workdir / "redis.log")
+            state = self.root / "var/lib/ai-gateway"
+            state.mkdir(mode=0o700, exist_ok=True)
+            shutil.chown(state, *self.owner("ai-gateway"))
+            env = {**self.env_file(), "HOME": "/var/lib/ai-gateway", "PATH": "/usr/local/bin:/usr/bin:/bin",
+                   "OLLAMA_URL": ollama_url, "REDIS_URL": self.env_file()["REDIS_URL"].replace(":6379/", f":{redis_port}/")}
+            command = self.unit_command("ai-gateway.service")
+            command[command.index("--port") + 1] = str(port)
+            command[command.index("--workers") + 1] = "1"
+            gateway = self._spawn("gateway", [CHROOT, "--userspec={}:{}".format(*self.owner("ai-gateway")), str(self.root), "/bin/sh", "-c",
+                                              'cd /var/lib/ai-gateway && exec "$@"', "sh", *command], env)
+            try:
+                wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/health/liveliness"), 180,
+                         "the gateway from the root did not answer /health/liveliness", gateway,
+                         self.workdir / "gateway.log")
+                yield port
+            finally:
+                _stop(gateway)
+        finally:
+            _stop(redis)
+
+    def owner(self, user: str) -> tuple[int, int]:
+        """uid and gid of a user of the root (numbers: the host has no such user to look up)."""
+        entry = next(line.split(":") for line in (self.root / "etc/passwd").read_text().splitlines() if line.startswith(f"{user}:"))
+        return int(entry[2]), int(entry[3])
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+        with open(self.workdir / f"{name}.log", "ab") as log:
+            return subprocess.Popen(cmd, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **env}, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
 
     def teardown(self, keep: bool = False) -> None:
         if self.server is not None:
@@ -349,10 +474,29 @@ def parse_recap(output: str, host: str) -> Recap:
     return Recap(ok=ok, changed=changed, failed=failed, unreachable=unreachable)
 
 
+def prepare(suites: list[str]) -> int:
+    """Build the cached base roots and wheelhouses of `suites` (CI starts this in the background)."""
+    failed = 0
+    for suite in suites:
+        started = time.monotonic()
+        try:
+            with cache_lock(f"base-{suite}"):
+                ensure_base(suite)
+            with cache_lock(f"wheels-{SUITE_PYTHON[suite]}"):
+                ensure_wheelhouse(SUITE_PYTHON[suite])
+            print(f"prepared {suite} in {time.monotonic() - started:.0f} s", flush=True)
+        except (ConvergeError, subprocess.TimeoutExpired, OSError) as exc:
+            failed += 1
+            print(f"could not prepare {suite} (the converge test will say why): {str(exc)[:2000]}", flush=True)
+    return 1 if failed else 0
+
+
 def main() -> None:
     why = missing_prerequisites()
     if why:
         sys.exit(f"cannot converge: {why}")
+    if "--prepare" in sys.argv:
+        sys.exit(prepare(sys.argv[sys.argv.index("--prepare") + 1:] or ["bookworm"]))
     keep = "--keep" in sys.argv
     converge = Converge.create("manual")
     try:

@@ -76,8 +76,35 @@ def test_sqlite_ledger_config_and_env_round_trip(host: Path) -> None:
     restored = gateway(host, "restore", str(folder), "--yes", DATA_DIR="data")
     assert restored.returncode == 0, restored.stderr
     assert ledger_ids(host / "data/ledger.sqlite3") == ["r0", "r1", "r2"]
+    # Restore read the backup without leaving SQLite's -wal/-shm files in it.
+    assert sorted(p.name for p in folder.iterdir()) == ["MANIFEST.json", "config.yaml", "env", "ledger.sqlite3"]
     assert (host / "etc/env").read_text() == f"LITELLM_MASTER_KEY='{MASTER_KEY}'\n"
     assert (host / "etc/config.yaml").read_text() == (REPO / "config.yaml").read_text()
+
+
+def test_restore_gives_each_file_back_its_mode_and_owner(host: Path) -> None:
+    """A restore as root must leave config.yaml readable by the service group and the ledger the
+    service user's, as they were: not root-owned copies the service cannot read or write."""
+    os.chmod(host / "etc/config.yaml", 0o640)
+    os.chmod(host / "etc/env", 0o600)
+    owner = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())  # nobody:nogroup when root
+    os.chown(host / "data/ledger.sqlite3", *owner)
+    made = gateway(host, "backup", "--out", "backups", "--env-file", "etc/env", DATA_DIR="data")
+    assert made.returncode == 0, made.stderr
+    folder = Path(made.stdout.strip().removeprefix("backup written to "))
+    manifest = json.loads((folder / "MANIFEST.json").read_text())["files"]
+    assert (manifest["config.yaml"]["mode"], manifest["env"]["mode"]) == ("0640", "0600")
+    (host / "data/ledger.sqlite3").unlink()
+    (host / "etc/config.yaml").unlink()  # replaced by a root-only copy, as an editor might leave it
+    (host / "etc/config.yaml").write_text((REPO / "config.yaml").read_text() + "\n# edited\n")
+    os.chmod(host / "etc/config.yaml", 0o600)
+    restored = gateway(host, "restore", str(folder), "--yes", DATA_DIR="data")
+    assert restored.returncode == 0, restored.stderr
+    assert stat.S_IMODE((host / "etc/config.yaml").stat().st_mode) == 0o640
+    assert stat.S_IMODE((host / "etc/env").stat().st_mode) == 0o600
+    ledger = (host / "data/ledger.sqlite3").stat()
+    assert (ledger.st_uid, ledger.st_gid) == owner
+    assert ledger_ids(host / "data/ledger.sqlite3") == ["r0", "r1", "r2"]
 
 
 def test_restore_refuses_a_backup_whose_sha256_does_not_match(host: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway.errors import error_type
+from gateway.errors import ANTHROPIC_TYPES, error_type, is_messages
 from tests.harness import DEEPSEEK_KEY, MASTER_KEY, REPO
 
 ERROR_KEYS = {"message", "type", "param", "code"}
@@ -37,6 +37,27 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict:
     assert isinstance(error["message"], str) and error["message"].strip(), error
     assert_clean_text(response.text)
     return error
+
+
+def assert_anthropic_error(response: httpx.Response, status: int) -> dict:
+    """`response` is Anthropic's `{"type": "error", "error": {"type", "message", ...}}` (on /v1/messages),
+    with `type` matching `status` and the gateway's `param` and `code` inside."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == {"type", "error"} and body["type"] == "error", body
+    error = body["error"]
+    assert set(error) == ERROR_KEYS, error
+    assert error["type"] == ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"), error
+    assert isinstance(error["message"], str) and error["message"].strip(), error
+    assert_clean_text(response.text)
+    return error
+
+
+def assert_error(response: httpx.Response, status: int) -> dict:
+    """The error shape of the route: Anthropic's on its Messages routes, OpenAI's everywhere else."""
+    check = assert_anthropic_error if is_messages(response.request.url.path) else assert_openai_error
+    return check(response, status)
 
 
 def sse_events(lines) -> list[str]:

@@ -19,14 +19,15 @@ from gateway.cors import StripCORSHeaders, cors_layer, strip_litellm_cors
 from gateway.gate import Access, classify
 from proxy_config.settings import Settings
 from tests.harness import LOG_DIR, MASTER_KEY, REPO
-from tests.reliability.helpers import SECRETS, SHORT, assert_openai_error, auth
+from tests.reliability.helpers import SECRETS, SHORT, assert_error, assert_openai_error, auth
 from tests.security.conftest import CLIENT_KEY, new_address
 
 # What answers without a key: the probes and the admin UI's login page (and its static files).
 ANONYMOUS = {"/health", "/health/liveliness", "/health/liveness", "/health/readiness", "/metrics", "/ui", "/login", "/v2/login",
              "/.well-known/litellm-ui-config", "/litellm/.well-known/litellm-ui-config", "/get/ui_theme_settings", "/get_image"}
-# What a client key reaches on top: the OpenAI routes the product serves.
-CLIENT = {"/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/v1/embeddings", "/embeddings",
+# What a client key reaches on top: the OpenAI routes the product serves, one model's entry, Anthropic's Messages.
+CLIENT = {"/v1/models/{model_id}", "/v1/messages", "/v1/messages/count_tokens",
+          "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/v1/embeddings", "/embeddings",
           "/v1/responses", "/responses", "/v1/models", "/models", "/engines/{model}/chat/completions",
           "/engines/{model}/completions", "/engines/{model}/embeddings", "/openai/deployments/{model}/chat/completions",
           "/openai/deployments/{model}/completions", "/openai/deployments/{model}/embeddings"}
@@ -63,7 +64,7 @@ def sweep(gateway, routes, headers: dict, listener_url: str) -> dict[str, list[s
                 if response.status_code >= 500:
                     out["server_error"].append(line)
                 try:
-                    assert_openai_error(response, response.status_code)
+                    assert_error(response, response.status_code)
                 except (AssertionError, KeyError, ValueError) as exc:
                     out["unshaped"].append(f"{line}: {str(exc)[:200]}")
     return out
