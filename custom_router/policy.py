@@ -203,7 +203,7 @@ def decide_embedding(model: str, policy: Policy, state: BackendState) -> Decisio
 
 
 def fallback_tiers(route: str, reason: str) -> tuple[str, str]:
-    """(from, to) tier of a fallback: the planned tier is in the reason (`local-error-fallback`) when the
-    other tier served, else (both failed) it is still the route."""
+    """(from, to) tier of a fallback: the planned tier is in the reason (`local-error-fallback`), whether
+    the other tier served (route = that tier) or failed too (route `none`); else it is the route."""
     planned = reason.removesuffix("-error-fallback") if reason.endswith("-error-fallback") else route
     return planned, "local" if planned == "cloud" else "cloud"

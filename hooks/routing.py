@@ -249,13 +249,17 @@ class RoutingHook(CustomLogger):
                       Reason.BUDGET: "this key's monthly cloud budget is used up"}.get(ctx.cloud_denied)
             problem = decision.no_fallback or (state.cloud_problem if other == "cloud" else state.local_problem)
             second = denied if other == "cloud" and denied else f"{other} tier unavailable: {problem or 'no fallback model'}"
+            reason = decision.reason  # nothing was tried after the first tier: the reason it was chosen stays
         elif FALLBACK_FAILED in message:
             second = f"fallback to {other} tier ({decision.fallback}) also failed: {_short(message.split(FALLBACK_FAILED, 1)[1])}"
+            reason = Reason(f"{decision.route.value}-error-fallback")  # the planned tier failed and fell back
         else:
             return None  # LiteLLM did not try the other tier: its own error says why
         detail = f"Both tiers failed. {first} ({_short(message)}); {second}"
         ctx.final_error = (503, detail, None, None)  # for /v1/messages, whose LiteLLM handler ignores the returned exception
-        ctx.decision = replace(decision, route=Route.NONE)  # x-gateway-route: none (nothing served it); the reason stays
+        # x-gateway-route: none (nothing served it); a fallback's reason names the tier planned first (the ledger's
+        # and the metrics' fallback counts read it: custom_router.policy.fallback_tiers)
+        ctx.decision = replace(decision, route=Route.NONE, reason=reason)
         return HTTPException(status_code=503, detail=detail)
 
 

@@ -166,7 +166,7 @@ def test_both_tiers_failing_is_a_503_in_anthropics_shape_naming_both_with_route_
     assert error.body["type"] == "error" and error.body["error"]["type"] == "overloaded_error"
     assert error.body["error"]["message"].startswith("Both tiers failed. local tier (qwen2.5:7b) failed")
     assert "cloud tier (deepseek-chat) also failed" in error.body["error"]["message"]
-    assert route_of(error.response.headers) == ("none", "simple")  # nothing served it; why it went local first
+    assert route_of(error.response.headers) == ("none", "local-error-fallback")  # nothing served it; local was tried first
 
 
 def test_a_stream_that_breaks_midway_ends_with_a_clean_error_event(client, ollama):

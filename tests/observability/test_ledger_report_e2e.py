@@ -102,7 +102,7 @@ def mix(ledger_gateway, ollama, deepseek) -> list[Sent]:
     sent.append(_call(client, Sent("none", "not-routed", None, status=404), model="gpt-9", messages=SHORT))
     ollama.fault("http_500", count=1)
     deepseek.fault("http_500", count=1)
-    sent.append(_call(client, Sent("local", "simple", None, status=503, cause="server-error"), model="auto", messages=SHORT))
+    sent.append(_call(client, Sent("none", "local-error-fallback", None, status=503, cause="server-error"), model="auto", messages=SHORT))
     wait_until(lambda: report_json(ledger_gateway)["totals"]["requests"] == len(sent), "all ledger records")
     return sent
 

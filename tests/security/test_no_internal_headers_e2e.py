@@ -48,5 +48,5 @@ def test_no_internal_header_on_a_both_tiers_503(gateway, ollama, deepseek):
                               json={"model": "auto", "messages": HI, "stream": stream},
                               headers={"Authorization": f"Bearer {MASTER_KEY}"})
         assert response.status_code == 503
-        assert (response.headers["x-gateway-route"], response.headers["x-gateway-reason"]) == ("none", "simple")
+        assert (response.headers["x-gateway-route"], response.headers["x-gateway-reason"]) == ("none", "local-error-fallback")
         assert leaks(response, [ollama.url, deepseek.url]) == []
