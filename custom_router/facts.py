@@ -123,7 +123,9 @@ def request_facts(body: Mapping[str, object]) -> RequestFacts:
     if schema is not None:
         kinds.add("json_schema")
         size += _json_size(schema)
-    param = next((name for name in ("max_completion_tokens", "max_tokens", "max_output_tokens") if body.get(name)), "max_tokens")
+    param = next(
+        (name for name in ("max_completion_tokens", "max_tokens", "max_output_tokens") if body.get(name)), "max_tokens"
+    )
     max_tokens = body.get(param)
     return RequestFacts(
         model=str(body.get("model", "")),
@@ -178,7 +180,11 @@ def _anthropic_parts(content: object) -> object:
         kind = block.get("type")
         if kind == "tool_result":
             inner = _anthropic_parts(block.get("content"))
-            parts += inner if isinstance(inner, list) else [{"type": "text", "text": inner if isinstance(inner, str) else ""}]
+            parts += (
+                inner
+                if isinstance(inner, list)
+                else [{"type": "text", "text": inner if isinstance(inner, str) else ""}]
+            )
         elif kind == "tool_use":
             parts.append({"type": "text", "text": json.dumps(block.get("input"), default=str)})
         elif kind == "thinking":

@@ -106,7 +106,9 @@ def _cloud_problem(facts: RequestFacts, state: BackendState) -> str | None:
     return None if state.cloud_ready else (state.cloud_problem or "cloud tier unavailable")
 
 
-def _unavailable(facts: RequestFacts, state: BackendState, local: ModelEntry | None, why: str | None = None) -> Decision:
+def _unavailable(
+    facts: RequestFacts, state: BackendState, local: ModelEntry | None, why: str | None = None
+) -> Decision:
     local_cause = why or state.local_problem or (
         f"model {local.name} is not installed in Ollama" if local else "no local model can serve this request")
     detail = f"local tier: {local_cause}; cloud tier: {_cloud_problem(facts, state)}"
@@ -179,9 +181,11 @@ def decide(facts: RequestFacts, policy: Policy, state: BackendState) -> Decision
         return Decision(Route.CLOUD, cloud.name, why[0], None, why[1], no_fallback)
     if local_ok and fits(local, facts, policy):
         cause = _cloud_problem(facts, state) or "no cloud model supports this request"
-        return Decision(Route.LOCAL, local.name, facts.cloud_denied or Reason.CLOUD_UNAVAILABLE, None, f"{why[1]}; {cause}")
-    too_big = None if not local_ok else \
-        f"the request (~{needed_context(facts, policy)} tokens) does not fit {local.name}'s context window ({local.context_window})"
+        return Decision(
+            Route.LOCAL, local.name, facts.cloud_denied or Reason.CLOUD_UNAVAILABLE, None, f"{why[1]}; {cause}"
+        )
+    too_big = None if not local_ok else (f"the request (~{needed_context(facts, policy)} tokens) does not fit "
+                                         f"{local.name}'s context window ({local.context_window})")
     return _unavailable(facts, state, local, too_big)
 
 
@@ -197,7 +201,10 @@ def decide_embedding(model: str, policy: Policy, state: BackendState) -> Decisio
         return Decision(Route.NONE, None, Reason.CAPABILITY, None, f"Model {model} does not make embeddings; {hint}.")
     if state.local_ok(entry):
         return Decision(Route.LOCAL, entry.name, Reason.EMBEDDING)
-    local_cause = state.local_problem or f"model {entry.name} is not installed in Ollama (gateway models pull {entry.backend_model})"
+    local_cause = (
+        state.local_problem
+        or f"model {entry.name} is not installed in Ollama (gateway models pull {entry.backend_model})"
+    )
     return Decision(Route.NONE, None, Reason.NO_BACKEND, None,
                     f"local tier: {local_cause}; cloud tier: DeepSeek has no embeddings API, so there is no fallback")
 

@@ -240,12 +240,15 @@ def guarded(litellm_app, settings):
     limits = RequestLimits(settings.max_body_bytes, max_output_tokens=largest_output_tokens(config),
                            models=served_models(config), max_n=max_n(config, settings.routing),
                            body_check=gate.litellm_banned_fields)
-    inner = StoredResponses(ErrorLayer(strip_litellm_cors(litellm_app), limits))  # GET /v1/responses/{id}: the gate checked the key
+    # StoredResponses answers GET /v1/responses/{id} itself: the gate has checked the key by then
+    inner = StoredResponses(ErrorLayer(strip_litellm_cors(litellm_app), limits))
     return cors_layer(gate.Gate(inner, settings, db_mode=settings.db_mode), settings.cors_origins)
 
 
 def served_models(config: dict) -> frozenset[str]:
-    return frozenset(str(e["model_name"]) for e in config.get("model_list") or [] if isinstance(e, dict) and e.get("model_name"))
+    return frozenset(
+        str(e["model_name"]) for e in config.get("model_list") or [] if isinstance(e, dict) and e.get("model_name")
+    )
 
 
 def max_n(config: dict, routing) -> dict[str, int]:

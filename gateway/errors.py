@@ -80,10 +80,21 @@ _INTERNALS = (
      "the backend closed the connection before its response was complete"),
 )
 # Anthropic's error types by status (docs.anthropic.com/en/api/errors), for its Messages routes.
-ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-                   403: "permission_error", 404: "not_found_error", 413: "request_too_large", 415: "invalid_request_error",
-                   429: "rate_limit_error", 500: "api_error", 502: "api_error", 503: "overloaded_error",
-                   504: "timeout_error", 529: "overloaded_error"}
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 MESSAGES_SUFFIXES = ("/v1/messages", "/v1/messages/count_tokens")
 LINGER_SECONDS = 30.0  # nginx's lingering_time: how long an oversized body is read before the 413 and the close
 
@@ -125,7 +136,9 @@ def fragments_pattern(secrets: list[str], shortest: int = 4) -> re.Pattern[str]:
     def alternatives(parts: set[str]) -> str:
         return "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True))
 
-    return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives(starts)})(?![A-Za-z0-9])|(?:{alternatives(ends)})(?![A-Za-z0-9])")
+    return re.compile(
+        rf"(?<![A-Za-z0-9])(?:{alternatives(starts)})(?![A-Za-z0-9])|(?:{alternatives(ends)})(?![A-Za-z0-9])"
+    )
 
 
 @functools.cache
@@ -164,7 +177,8 @@ def unwrap_provider_errors(text: str) -> str:
 
 def default_message(status: int, method: str, path: str) -> str:
     if status == 404:
-        return f"{method} {path} is not a route of this gateway; the OpenAI API is under /v1 (e.g. POST /v1/chat/completions)."
+        return (f"{method} {path} is not a route of this gateway; the OpenAI API is under /v1 "
+                "(e.g. POST /v1/chat/completions).")
     if status == 405:
         return f"{path} does not accept {method}; check the method (chat completions are POST)."
     request_id = getattr(context.current.get(), "request_id", None)
@@ -187,11 +201,19 @@ def parse_error(raw: bytes, content_type: str) -> tuple[str | None, str | None, 
         if isinstance(error, dict):
             code, kind = error.get("code"), error.get("type")
             if code is None or str(code).isdigit():  # LiteLLM puts the status there; its type says more
-                code = kind if isinstance(kind, str) and kind not in STATUS_TYPES.values() and kind != "internal_server_error" else None
+                code = (
+                    kind
+                    if isinstance(kind, str) and kind not in STATUS_TYPES.values() and kind != "internal_server_error"
+                    else None
+                )
             param = error.get("param")
             return _str(error.get("message") or error.get("error")), _str(param), _str(code)
         if isinstance(error, list):  # FastAPI validation errors
-            parts = [f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}" for e in error if isinstance(e, dict)]
+            parts = [
+                f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}"
+                for e in error
+                if isinstance(e, dict)
+            ]
             return "; ".join(parts) or None, None, "invalid_value"
         return _str(error), None, None
     if "html" in content_type:
@@ -216,7 +238,11 @@ def stream_error_event(message: str, code: str) -> bytes:
 
 def anthropic_error_event(message: str, code: str) -> bytes:
     """Anthropic's stream error event (`event: error`), which the anthropic SDK raises as an APIError."""
-    return b"event: error\ndata: " + json.dumps(anthropic_shape(500, error_body(500, message, None, code))).encode() + b"\n\n"
+    return (
+        b"event: error\ndata: "
+        + json.dumps(anthropic_shape(500, error_body(500, message, None, code))).encode()
+        + b"\n\n"
+    )
 
 
 def rewrite_stream_errors(chunk: bytes, anthropic: bool = False) -> bytes:
@@ -233,7 +259,9 @@ def rewrite_stream_errors(chunk: bytes, anthropic: bool = False) -> bytes:
             continue
         if error is not None:
             detail = clean_message(error.get("message", "") if isinstance(error, dict) else error).rstrip(".")
-            message = f"The stream failed after it had started, so the response is incomplete: {detail}. Retry the request."
+            message = (
+                f"The stream failed after it had started, so the response is incomplete: {detail}. Retry the request."
+            )
             events[i] = (anthropic_error_event if anthropic else stream_error_event)(message, "stream_interrupted")[:-2]
     return b"\n\n".join(events)
 
@@ -241,9 +269,16 @@ def rewrite_stream_errors(chunk: bytes, anthropic: bool = False) -> bytes:
 async def send_json(send, status: int, body: object, headers: list | tuple | None = None) -> None:
     """The one hand-written ASGI JSON response (errors here and in gateway.gate, /health in gateway.app)."""
     payload = json.dumps(body).encode()
-    kept = [(k, v) for k, v in headers or [] if k.lower() not in (b"content-length", b"content-type", b"content-encoding")]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    kept = [
+        (k, v) for k, v in headers or [] if k.lower() not in (b"content-length", b"content-type", b"content-encoding")
+    ]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -282,7 +317,9 @@ class ErrorLayer:
         try:
             receive = await self.checked_receive(scope, receive)
         except RequestRejected as exc:
-            await send_error(send, exc.status, error_body(exc.status, exc.message, exc.param, exc.code), path=scope["path"])
+            await send_error(
+                send, exc.status, error_body(exc.status, exc.message, exc.param, exc.code), path=scope["path"]
+            )
             return
         except ClientGone:
             return
@@ -433,11 +470,14 @@ class ResponseFilter:
             except (OSError, EOFError):
                 raw = b""
         status = start["status"]
-        final = getattr(context.current.get(), "final_error", None)  # hooks.routing's verdict (a refusal, both tiers failed)
+        # hooks.routing's verdict (a refusal, both tiers failed)
+        final = getattr(context.current.get(), "final_error", None)
         if final is not None:
             status, body = final[0], error_body(final[0], clean_message(final[1]), final[2], final[3])
         else:
-            body = shaped_error(status, raw, headers.get(b"content-type", b"").decode("latin-1"), self.method, self.path)
+            body = shaped_error(
+                status, raw, headers.get(b"content-type", b"").decode("latin-1"), self.method, self.path
+            )
         self.started = self.finished = True
         await send_error(self.send, status, body, list(start.get("headers", [])), path=self.path)
 
@@ -456,14 +496,18 @@ class ResponseFilter:
         return {**message, "body": chunk}
 
     def incomplete_event(self) -> bytes:
-        return (anthropic_error_event if is_messages(self.path) else stream_error_event)(STREAM_INCOMPLETE, "stream_incomplete")
+        return (anthropic_error_event if is_messages(self.path) else stream_error_event)(
+            STREAM_INCOMPLETE, "stream_incomplete"
+        )
 
     async def fail(self) -> bool:
         """The inner app raised: answer 500, or end a started stream with an error event."""
         if self.held is not None:
             await self.send_held()
         elif not self.started:
-            await send_error(self.send, 500, error_body(500, default_message(500, self.method, self.path)), path=self.path)
+            await send_error(
+                self.send, 500, error_body(500, default_message(500, self.method, self.path)), path=self.path
+            )
         elif self.sse and not self.finished:
             await self.send({"type": "http.response.body", "more_body": False, "body": self.incomplete_event()})
         else:

@@ -23,8 +23,8 @@ key on a route that is not a client route (the docs, LiteLLM's admin API) gets 4
 inference endpoint whose Content-Type is not JSON gets 415. The client address is the one
 uvicorn resolved: `gateway serve` passes TRUSTED_PROXIES as uvicorn's `forwarded_allow_ips`, so
 X-Forwarded-For counts only from those peers, walked right to left (a forged left-most entry is
-skipped); LiteLLM's admin UI login throttle gets the same list (`trust_proxies`). uvicorn discards a body the app never read,
-so an anonymous 4 MB body costs a read, never a parse.
+skipped); LiteLLM's admin UI login throttle gets the same list (`trust_proxies`). uvicorn discards a
+body the app never read, so an anonymous 4 MB body costs a read, never a parse.
 
 How it fails: every rejection is an OpenAI-shaped error (gateway.errors.error_body; in
 Anthropic's shape on /v1/messages, gateway.errors.send_error). The
@@ -88,7 +88,10 @@ def _pattern(route: str) -> str:
         if part == "*":
             return ".*"
         pieces = re.split(r"(\{[^}]+\})", part)
-        return "".join((".+" if p.endswith(":path}") else "[^/]+") if p.startswith("{") else re.escape(p) for p in pieces)
+        return "".join(
+            (".+" if p.endswith(":path}") else "[^/]+") if p.startswith("{") else re.escape(p) for p in pieces
+        )
+
     return "/".join(segment(p) for p in route.split("/"))
 
 
@@ -125,8 +128,13 @@ def not_served(method: str, path: str) -> dict:
 
 
 def unsupported_media(method: str, path: str, content_type: str) -> dict:
-    return error_body(415, f"{method} {path} takes a JSON body; send it with the header 'Content-Type: application/json' "
-                           f"(got {content_type[:60]!r}).", None, "unsupported_media_type")
+    return error_body(
+        415,
+        f"{method} {path} takes a JSON body; send it with the header 'Content-Type: application/json' "
+        f"(got {content_type[:60]!r}).",
+        None,
+        "unsupported_media_type",
+    )
 
 
 class Gate:
@@ -155,12 +163,15 @@ class Gate:
         ctx = context.current.get()
         if ctx is not None and identity.authenticated:
             ctx.key_hash = identity.key_id
-        if not identity.authenticated and not (access is Access.UI and method in ("GET", "HEAD")):  # static UI files are free
+        # static UI files are free
+        if not identity.authenticated and not (access is Access.UI and method in ("GET", "HEAD")):
             if not await self.anonymous_allowed(scope, send):
                 return
         if access is Access.DOCS and not self.public_docs and identity.role != "master":
             problem = None if identity.authenticated else rejection(identity, path, self.allow_query_key)
-            await self.refuse(send, path, problem, f"{path} needs the admin (master) key, or PUBLIC_DOCS=true on the gateway.")
+            await self.refuse(
+                send, path, problem, f"{path} needs the admin (master) key, or PUBLIC_DOCS=true on the gateway."
+            )
             return
         if access is Access.API:
             problem = rejection(identity, path, self.allow_query_key)  # 401; 403 for a client key off its routes
@@ -184,13 +195,17 @@ class Gate:
         body = error_body(429, f"Too many requests without a valid API key from this address: {verdict.limit} per "
                                f"{self.anon_limits.window} s. Retry after {wait} s, or send your API key.", None,
                           "rate_limit_exceeded")
-        await send_error(send, 429, body, [(k.encode(), v.encode()) for k, v in limit_headers(verdict)], path=scope["path"])
+        await send_error(
+            send, 429, body, [(k.encode(), v.encode()) for k, v in limit_headers(verdict)], path=scope["path"]
+        )
         return False
 
     @staticmethod
     async def refuse(send, path: str, problem, admin_only: str = "") -> None:
         """`problem` (hooks.auth's 401/403) as an OpenAI-shaped error, else a 403 saying `admin_only`."""
-        status, message, code = (int(problem.code), problem.message, problem.type) if problem else (403, admin_only, "admin_key_required")
+        status, message, code = (
+            (int(problem.code), problem.message, problem.type) if problem else (403, admin_only, "admin_key_required")
+        )
         await send_error(send, status, error_body(status, message, "api_key", code), path=path)
 
 

@@ -48,7 +48,9 @@ log = logging.getLogger("gateway.auth")
 
 
 def _pattern(route: str) -> re.Pattern[str]:
-    parts = (r"[^/]+" if re.fullmatch(r"\{[^}]+\}", p) else ".*" if p == "*" else re.escape(p) for p in route.split("/"))
+    parts = (
+        r"[^/]+" if re.fullmatch(r"\{[^}]+\}", p) else ".*" if p == "*" else re.escape(p) for p in route.split("/")
+    )
     return re.compile("/".join(parts) + r"\Z")
 
 
@@ -183,7 +185,9 @@ def rejection(identity: Identity, route: str, allow_query_key: bool) -> ProxyExc
     """The 401/403 for `identity` on `route`, or None when it may go on."""
     if identity.role == "none":
         how = " or ?api_key=<key>" if allow_query_key else ""
-        return _auth_error(401, "missing_api_key", QUERY_KEY_OFF if identity.query_key_refused else MISSING_KEY.format(how=how))
+        return _auth_error(
+            401, "missing_api_key", QUERY_KEY_OFF if identity.query_key_refused else MISSING_KEY.format(how=how)
+        )
     if identity.role == "invalid":
         return _auth_error(401, "invalid_api_key", INVALID_KEY.format(id=identity.key_id))
     if identity.role == "client" and not is_client_route(route):

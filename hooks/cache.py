@@ -55,7 +55,12 @@ def complete(response) -> bool:
 class CacheHook(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         ctx = context.current.get()
-        if call_type not in CACHED_CALL_TYPES or ctx is None or ctx.decision is None or ctx.decision.route is Route.NONE:
+        if (
+            call_type not in CACHED_CALL_TYPES
+            or ctx is None
+            or ctx.decision is None
+            or ctx.decision.route is Route.NONE
+        ):
             return data
         settings = get_runtime().settings.routing
         try:
@@ -65,7 +70,9 @@ class CacheHook(CustomLogger):
         if plan is None or get_limiter().redis is None:
             return data
         try:
-            scope = "shared" if settings.cache_scope == "shared" else (getattr(user_api_key_dict, "api_key", None) or "-")
+            scope = (
+                "shared" if settings.cache_scope == "shared" else (getattr(user_api_key_dict, "api_key", None) or "-")
+            )
             params = cache_params(data)
             ctx.cache = "bypass"
             if plan.read:
@@ -91,7 +98,9 @@ class CacheHook(CustomLogger):
             scope, params, ttl = ctx.cache_store
             group = (kwargs.get("standard_logging_object") or {}).get("model_group") or kwargs.get("model")
             name = PREFIX + cache_key(scope, group, json.loads(params))
-            body = response_obj.model_dump_json() if hasattr(response_obj, "model_dump_json") else json.dumps(response_obj)
+            body = (
+                response_obj.model_dump_json() if hasattr(response_obj, "model_dump_json") else json.dumps(response_obj)
+            )
             await get_limiter().redis_call(lambda redis: redis.set(name, body, ex=ttl))
         except Exception:  # a logging callback must never break a request
             log.exception("cache store failed")

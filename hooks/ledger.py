@@ -104,8 +104,11 @@ def prices_from_config(config: Mapping, cloud_default: str, local_per_1k: float)
         info = entry.get("model_info") or {}
         models[entry["model_name"]] = Price(
             tier=str(info.get("gateway_tier", "cloud")),
-            input=float(info.get("input_cost_per_token") or 0), output=float(info.get("output_cost_per_token") or 0),
-            cache_read=None if info.get("cache_read_input_token_cost") is None else float(info["cache_read_input_token_cost"]),
+            input=float(info.get("input_cost_per_token") or 0),
+            output=float(info.get("output_cost_per_token") or 0),
+            cache_read=None
+            if info.get("cache_read_input_token_cost") is None
+            else float(info["cache_read_input_token_cost"]),
         )
     return Prices(models, cloud_default, local_per_1k)
 
@@ -153,8 +156,16 @@ def build_record(ctx: RequestContext, facts: ResponseFacts, prices: Prices, now:
 
 
 def _status_error(status: int) -> str:
-    return {400: "bad-request", 401: "auth", 403: "forbidden", 404: "not-found", 413: "too-large",
-            422: "bad-request", 429: "rate-limit", 499: "client-closed"}.get(status, "server-error" if status >= 500 else "error")
+    return {
+        400: "bad-request",
+        401: "auth",
+        403: "forbidden",
+        404: "not-found",
+        413: "too-large",
+        422: "bad-request",
+        429: "rate-limit",
+        499: "client-closed",
+    }.get(status, "server-error" if status >= 500 else "error")
 
 
 class ResponseTracker:
@@ -224,7 +235,9 @@ def track(ctx: RequestContext, scope: Mapping) -> ResponseTracker | None:
 _pending: set[asyncio.Task] = set()
 
 
-async def wait_for_usage(ctx: RequestContext, timeout: float = USAGE_WAIT_SECONDS, grace: float = FAILURE_GRACE_SECONDS) -> None:
+async def wait_for_usage(
+    ctx: RequestContext, timeout: float = USAGE_WAIT_SECONDS, grace: float = FAILURE_GRACE_SECONDS
+) -> None:
     """Until LiteLLM's success callback has run; after a backend failure only `grace` more."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

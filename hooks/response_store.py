@@ -72,7 +72,9 @@ class ResponseStore:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except Exception as exc:
             self._disconnect()
-            raise StoreUnavailable(f"the response store at {self.store.location} failed: {type(exc).__name__}: {exc}") from exc
+            raise StoreUnavailable(
+                f"the response store at {self.store.location} failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _connection(self):
         if self._conn is None:
@@ -111,8 +113,10 @@ class ResponseStore:
         self._commit()
 
     def _get(self, key_hash: str | None, response_id: str) -> Stored | None:
-        row = self._execute(f"SELECT body, conversation FROM {TABLE} WHERE id = ? AND key_hash = ? "
-                            "AND created_at >= ?", (response_id, key_hash or "", time.time() - self.retention)).fetchone()
+        row = self._execute(
+            f"SELECT body, conversation FROM {TABLE} WHERE id = ? AND key_hash = ? AND created_at >= ?",
+            (response_id, key_hash or "", time.time() - self.retention),
+        ).fetchone()
         self._commit()  # end the read transaction (SQLite would otherwise hold a snapshot)
         return None if row is None else Stored(response_id, json.loads(row[0]), json.loads(row[1]))
 

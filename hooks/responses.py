@@ -123,7 +123,9 @@ async def continue_conversation(data: dict) -> None:
         data["input"] = [*stored.conversation, *replayable(stored.body.get("output")), *as_items(data.get("input"))]
     ctx = context.current.get()
     if ctx is not None:
-        ctx.turn = Turn(as_items(data.get("input")), str(previous) if previous else None, data.get("store") is not False)
+        ctx.turn = Turn(
+            as_items(data.get("input")), str(previous) if previous else None, data.get("store") is not False
+        )
 
 
 class ResponsesHook(CustomLogger):

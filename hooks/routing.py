@@ -34,7 +34,7 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException
 
-from custom_router.params import adapt, json_schema_of
+from custom_router.params import adapt
 from custom_router.policy import (
     REFUSAL_STATUS,
     Decision,
@@ -163,7 +163,9 @@ class RoutingHook(CustomLogger):
         """Shape the request for the model of this attempt (custom_router.params)."""
         try:
             metadata = kwargs.get("litellm_metadata") or kwargs.get("metadata") or {}
-            entry = get_runtime().policy.models.get(metadata.get("deployment_model_name") or metadata.get("model_group") or "")
+            entry = get_runtime().policy.models.get(
+                metadata.get("deployment_model_name") or metadata.get("model_group") or ""
+            )
             if entry is None:
                 return None
             change = adapt(entry, kwargs)
@@ -235,7 +237,9 @@ class RoutingHook(CustomLogger):
         except Exception:  # a logging callback must never break a request
             log.exception("routing failure callback failed")
 
-    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict, traceback_str=None):
+    async def async_post_call_failure_hook(
+        self, request_data, original_exception, user_api_key_dict, traceback_str=None
+    ):
         ctx = context.current.get()
         decision = ctx.decision if ctx else None
         if decision is None or decision.route is Route.NONE or not is_backend_failure(original_exception):
@@ -248,23 +252,30 @@ class RoutingHook(CustomLogger):
             denied = {Reason.LOCAL_ONLY: "the request is local-only, so the cloud tier was not tried",
                       Reason.BUDGET: "this key's monthly cloud budget is used up"}.get(ctx.cloud_denied)
             problem = decision.no_fallback or (state.cloud_problem if other == "cloud" else state.local_problem)
-            second = denied if other == "cloud" and denied else f"{other} tier unavailable: {problem or 'no fallback model'}"
+            second = (
+                denied if other == "cloud" and denied else f"{other} tier unavailable: {problem or 'no fallback model'}"
+            )
             reason = decision.reason  # nothing was tried after the first tier: the reason it was chosen stays
         elif FALLBACK_FAILED in message:
-            second = f"fallback to {other} tier ({decision.fallback}) also failed: {_short(message.split(FALLBACK_FAILED, 1)[1])}"
+            failed = _short(message.split(FALLBACK_FAILED, 1)[1])
+            second = f"fallback to {other} tier ({decision.fallback}) also failed: {failed}"
             reason = Reason(f"{decision.route.value}-error-fallback")  # the planned tier failed and fell back
         else:
             return None  # LiteLLM did not try the other tier: its own error says why
         detail = f"Both tiers failed. {first} ({_short(message)}); {second}"
-        ctx.final_error = (503, detail, None, None)  # for /v1/messages, whose LiteLLM handler ignores the returned exception
-        # x-gateway-route: none (nothing served it); a fallback's reason names the tier planned first (the ledger's
-        # and the metrics' fallback counts read it: custom_router.policy.fallback_tiers)
+        ctx.final_error = (503, detail, None, None)  # /v1/messages: LiteLLM's handler ignores the returned exception
+        # x-gateway-route: none (nothing served it); after a failed fallback the reason names the tier planned
+        # first, which the ledger's and the metrics' fallback counts read (custom_router.policy.fallback_tiers)
         ctx.decision = replace(decision, route=Route.NONE, reason=reason)
         return HTTPException(status_code=503, detail=detail)
 
 
 def _short(text: str, limit: int = 240) -> str:
-    text = text.split("\n\nLiteLLM:", 1)[0].split("Debug Information", 1)[0].split("Traceback (most recent call last)", 1)[0]
+    text = (
+        text.split("\n\nLiteLLM:", 1)[0]
+        .split("Debug Information", 1)[0]
+        .split("Traceback (most recent call last)", 1)[0]
+    )
     text = text.replace("\n", " ").strip()
     return text if len(text) < limit else text[: limit - 3] + "..."
 

@@ -88,7 +88,8 @@ def put_back_meta(dest: Path, meta: dict) -> str | None:
         try:
             os.chown(dest, meta["uid"], meta["gid"])
         except PermissionError:
-            return f"warning: could not give {dest} back to uid {meta['uid']} gid {meta['gid']}; chown it before starting the gateway"
+            return (f"warning: could not give {dest} back to uid {meta['uid']} gid {meta['gid']}; "
+                    "chown it before starting the gateway")
     return None
 
 

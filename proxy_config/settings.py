@@ -34,10 +34,14 @@ class RoutingSettings(BaseModel, extra="forbid"):
     """`gateway_settings:` in config.yaml."""
 
     local_default: str = Field("qwen2.5:7b", description="Local model group used by `auto` and as cloud fallback.")
-    cloud_default: str = Field("deepseek-chat", description="Cloud model group for complex requests and local fallback.")
+    cloud_default: str = Field(
+        "deepseek-chat", description="Cloud model group for complex requests and local fallback."
+    )
     complexity_threshold: int = Field(500, ge=1, description="Requests over this size go to the cloud.")
     complexity_unit: Literal["chars", "tokens"] = Field("chars", description="Unit of complexity_threshold.")
-    chars_per_token: float = Field(4.0, gt=0, description="Token estimate used for context-window and token thresholds.")
+    chars_per_token: float = Field(
+        4.0, gt=0, description="Token estimate used for context-window and token thresholds."
+    )
     output_reserve_tokens: int = Field(256, ge=0, description="Output room assumed when a request sets no max_tokens.")
     bytes_per_token: float = Field(
         3.5, gt=0, description="Context planning (what fits a local model's num_ctx): UTF-8 bytes per token. 3.5 is "
@@ -92,8 +96,13 @@ class RoutingSettings(BaseModel, extra="forbid"):
         False, description="Spill requests that name a local model too (by default they queue locally: a team may "
         "name a local model for privacy)."
     )
-    max_n_local: int = Field(1, ge=1, le=128, description="Largest `n` (choices per request) for local models and `auto`; "
-                             "Ollama answers one choice whatever `n` says, so more would be dropped silently.")
+    max_n_local: int = Field(
+        1,
+        ge=1,
+        le=128,
+        description="Largest `n` (choices per request) for local models and `auto`; "
+        "Ollama answers one choice whatever `n` says, so more would be dropped silently.",
+    )
     max_n_cloud: int = Field(4, ge=1, le=128, description="Largest `n` for cloud models: each choice is billed.")
     response_retention_days: float = Field(
         30.0, gt=0, description="Days a Responses API response stays stored for `previous_response_id` and "
@@ -119,10 +128,18 @@ class Settings(BaseModel):
     rate_limit_window: int = Field(60, ge=1, description="Rate-limit window in seconds (RATE_LIMIT_WINDOW).")
     rate_limit_tpm: int | None = Field(None, ge=1, description="Optional tokens per minute per key (RATE_LIMIT_TPM).")
     keys_file: Path | None = Field(None, description="YAML file of client keys and per-key limits (KEYS_FILE).")
-    allow_query_api_key: bool = Field(False, description="Also accept ?api_key= (ALLOW_QUERY_API_KEY); keys in URLs end up in access logs.")
-    redis_url: SecretStr | None = Field(None, description="Redis for limits shared across workers (REDIS_URL, or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD).")
-    database_url: SecretStr | None = Field(None, description="PostgreSQL for LiteLLM virtual keys and admin UI (DATABASE_URL).")
-    ui_username: str | None = Field(None, description="Admin UI login in DB mode (UI_USERNAME; LiteLLM's default: admin).")
+    allow_query_api_key: bool = Field(
+        False, description="Also accept ?api_key= (ALLOW_QUERY_API_KEY); keys in URLs end up in access logs."
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="Redis for limits shared across workers (REDIS_URL, or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD)."
+    )
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL for LiteLLM virtual keys and admin UI (DATABASE_URL)."
+    )
+    ui_username: str | None = Field(
+        None, description="Admin UI login in DB mode (UI_USERNAME; LiteLLM's default: admin)."
+    )
     ui_password: SecretStr | None = Field(None, description="Admin UI password in DB mode (UI_PASSWORD).")
     data_dir: Path = Field(Path("data"), description="Where the SQLite request ledger lives (DATA_DIR).")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted request body (MAX_BODY_BYTES).")
@@ -140,9 +157,15 @@ class Settings(BaseModel):
         "CIDR ranges; the nginx in front). `none` = every peer is the client itself.")
     public_docs: bool = Field(False, description="Serve /openapi.json, /docs, /redoc, /routes and /public/* without "
                               "the master key (PUBLIC_DOCS).")
-    anon_rate_limit_requests: int = Field(60, ge=1, description="Requests without a valid key per source address per "
-                                          "window (ANON_RATE_LIMIT_REQUESTS); health probes and /metrics are not counted.")
-    anon_rate_limit_window: int = Field(60, ge=1, description="Window of ANON_RATE_LIMIT_REQUESTS in seconds (ANON_RATE_LIMIT_WINDOW).")
+    anon_rate_limit_requests: int = Field(
+        60,
+        ge=1,
+        description="Requests without a valid key per source address per "
+        "window (ANON_RATE_LIMIT_REQUESTS); health probes and /metrics are not counted.",
+    )
+    anon_rate_limit_window: int = Field(
+        60, ge=1, description="Window of ANON_RATE_LIMIT_REQUESTS in seconds (ANON_RATE_LIMIT_WINDOW)."
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -155,7 +178,9 @@ class Settings(BaseModel):
             try:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
-                raise ValueError(f"TRUSTED_PROXIES entry {entry!r} is not an address or CIDR range, e.g. 127.0.0.1/32") from None
+                raise ValueError(
+                    f"TRUSTED_PROXIES entry {entry!r} is not an address or CIDR range, e.g. 127.0.0.1/32"
+                ) from None
         return value
 
     @field_validator("log_level", mode="before")
@@ -206,7 +231,9 @@ def parse_threshold(raw: str) -> tuple[int, str | None]:
     """`COMPLEXITY_THRESHOLD` accepts `500`, `500chars`, `2000 tokens`."""
     match = re.fullmatch(r"\s*(\d+)\s*(chars?|characters|tokens?)?\s*", raw)
     if not match:
-        raise SettingsError(f"COMPLEXITY_THRESHOLD={raw!r} is not valid; use a number with an optional unit, e.g. 500 or 2000tokens")
+        raise SettingsError(
+            f"COMPLEXITY_THRESHOLD={raw!r} is not valid; use a number with an optional unit, e.g. 500 or 2000tokens"
+        )
     unit = match.group(2)
     return int(match.group(1)), None if unit is None else ("tokens" if unit.startswith("token") else "chars")
 
