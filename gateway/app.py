@@ -232,7 +232,7 @@ def guarded(litellm_app, settings):
     policy (gateway.cors)."""
     from proxy_config.chat_checks import largest_output_tokens
     from gateway.cors import cors_layer, strip_litellm_cors
-    from gateway.errors import ErrorLayer, RequestLimits
+    from gateway.error_layer import ErrorLayer, RequestLimits
     from proxy_config.settings import read_config
     from gateway.stored_responses import StoredResponses
 

@@ -138,7 +138,7 @@ def unsupported_media(method: str, path: str, content_type: str) -> dict:
 
 
 class Gate:
-    """ASGI middleware in front of gateway.errors.ErrorLayer (see the module docstring)."""
+    """ASGI middleware in front of gateway.error_layer.ErrorLayer (see the module docstring)."""
 
     def __init__(self, app, settings, db_mode: bool = False) -> None:
         self.app = app

@@ -1,7 +1,7 @@
 """Checks of request bodies that LiteLLM lets through, so every backend sees the same rules.
 
 Pure functions over the raw or parsed body; each failure raises `RequestRejected` (400) whose
-message names the field, what was sent and what to send instead. `gateway.errors.ErrorLayer`
+message names the field, what was sent and what to send instead. `gateway.error_layer.ErrorLayer`
 runs them before LiteLLM parses the request.
 
 What LiteLLM 1.108.7 already rejects with a 400 (invalid JSON, a non-string `model`, an unknown

@@ -10,7 +10,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.testclient import TestClient
 
 from proxy_config.chat_checks import RequestRejected, check_chat, check_json, largest_output_tokens
-from gateway.errors import ErrorLayer, RequestLimits, clean_message, error_type
+from gateway.error_layer import ErrorLayer, RequestLimits
+from gateway.errors import clean_message, error_type
 
 LIMITS = RequestLimits(max_body_bytes=2048)
 VALID = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
