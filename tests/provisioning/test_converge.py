@@ -34,7 +34,8 @@ import pytest
 import yaml
 
 from tests.harness import GATEWAY_BIN, LOG_DIR, REPO, Emulator
-from tests.provisioning.converge import FIXTURES, UBUNTU_MIRROR, Converge, missing_prerequisites
+from tests.provisioning.converge import Converge
+from tests.provisioning.roots import FIXTURES, UBUNTU_MIRROR, missing_prerequisites
 
 pytestmark = pytest.mark.converge
 UNITS = ("/etc/systemd/system/ai-gateway.service", "/etc/systemd/system/ollama.service")
