@@ -40,17 +40,22 @@ def test_site_playbook_passes_syntax_check() -> None:
     assert "playbook: site.yml" in result.stdout
 
 
-def test_ollama_models_and_limits_follow_ram_and_cores() -> None:
-    hosts = [{"memory_mb": 7900, "vcpus": 4}, {"memory_mb": 15900, "vcpus": 8}, {"memory_mb": 23900, "vcpus": 12},
-             {"memory_mb": 31900, "vcpus": 16}, {"memory_mb": 80000, "vcpus": 32}]
-    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), str(FIXTURES / "ollama-sizing.yml"),
-                             "-e", json.dumps({"sizing_hosts": hosts})],
-                            cwd=REPO / "ansible", env=ansible_env(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
+def fixture_messages(playbook: str, extra_vars: dict) -> list:
+    """Run a fixture playbook on localhost; the `msg` of each item of its first task."""
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), str(FIXTURES / playbook), "-e", json.dumps(extra_vars)],
+                            cwd=REPO / "ansible", env=ansible_env(ANSIBLE_STDOUT_CALLBACK="json",
+                                                               ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
                                                                ANSIBLE_LOCALHOST_WARNING="False"),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     task = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    sized = [item["msg"] for item in task["results"]]
+    return [item["msg"] for item in task["results"]]
+
+
+def test_ollama_models_and_limits_follow_ram_and_cores() -> None:
+    hosts = [{"memory_mb": 7900, "vcpus": 4}, {"memory_mb": 15900, "vcpus": 8}, {"memory_mb": 23900, "vcpus": 12},
+             {"memory_mb": 31900, "vcpus": 16}, {"memory_mb": 80000, "vcpus": 32}]
+    sized = fixture_messages("ollama-sizing.yml", {"sizing_hosts": hosts})
     embed = ["nomic-embed-text:latest"]  # pulled on every host (config.yaml's /v1/embeddings model)
     assert [s["models"] for s in sized] == [
         ["qwen2.5:3b", *embed], ["qwen2.5:7b", *embed], ["qwen2.5:7b", "llama3.2:3b", *embed],
@@ -68,14 +73,7 @@ def test_redis_bind_follows_the_redis_each_release_ships() -> None:
     versions = ["Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 build=a3fdef44459b3ad6",
                 "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=c4bd1d8b7e0a9bd8",
                 "Redis server v=6.2.0 sha=00000000:0 malloc=jemalloc-5.1.0 bits=64 build=1", ""]
-    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), str(FIXTURES / "version-rules.yml"),
-                             "-e", json.dumps({"redis_versions": versions})],
-                            cwd=REPO / "ansible", env=ansible_env(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
-                                                               ANSIBLE_LOCALHOST_WARNING="False"),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    task = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    assert [item["msg"] for item in task["results"]] == ["127.0.0.1", "127.0.0.1 -::1", "127.0.0.1 -::1", "127.0.0.1"]
+    assert fixture_messages("version-rules.yml", {"redis_versions": versions}) == ["127.0.0.1", "127.0.0.1 -::1", "127.0.0.1 -::1", "127.0.0.1"]
 
 
 def test_models_are_sized_by_vram_on_a_gpu_host() -> None:
