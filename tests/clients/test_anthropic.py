@@ -63,10 +63,14 @@ def test_a_client_key_gets_a_local_answer_for_auto_with_route_headers_limits_and
 def ledger_row(gw, request_id: str) -> dict | None:
     """The ledger's record of one request (written off the request path: polled for up to 10 s)."""
     deadline = time.monotonic() + 10
+    path = gw.cwd / "data" / "ledger.sqlite3"
     while time.monotonic() < deadline:
-        with sqlite3.connect(gw.cwd / "data" / "ledger.sqlite3") as db:
-            db.row_factory = sqlite3.Row
-            row = db.execute("SELECT * FROM gateway_requests WHERE request_id = ?", (request_id,)).fetchone()
+        try:  # the ledger creates its file, folder and table on its first write
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                db.row_factory = sqlite3.Row
+                row = db.execute("SELECT * FROM gateway_requests WHERE request_id = ?", (request_id,)).fetchone()
+        except sqlite3.OperationalError:
+            row = None
         if row is not None:
             return dict(row)
         time.sleep(0.2)
