@@ -85,6 +85,8 @@ def nginx_variables(*, server_name: str = "_", listen_address: str = "", http_po
                     https_port: int = 443, certificate: Path = Path("/etc/ssl/ai-gateway/fullchain.pem"),
                     certificate_key: Path = Path("/etc/ssl/ai-gateway/privkey.pem"),
                     upstream_host: str = "127.0.0.1", upstream_port: int = 8080,
+                    upstreams: tuple[str, ...] = (), upstream_max_fails: int = 1,
+                    upstream_fail_timeout: str = "10s", upstream_next_timeout: str = "30s",
                     client_max_body_size: str = "20m", read_timeout: str = "600s",
                     hsts_max_age: int = 31536000, ipv6: bool = True, upstream_keepalive_timeout: str = "60s",
                     limit_req_rate: str = "20r/s", limit_req_burst: int = 40,
@@ -97,8 +99,10 @@ def nginx_variables(*, server_name: str = "_", listen_address: str = "", http_po
         "nginx_ipv6": ipv6,
         "nginx_tls_certificate": str(certificate),
         "nginx_tls_certificate_key": str(certificate_key),
-        "nginx_upstream_host": upstream_host,
-        "nginx_upstream_port": upstream_port,
+        "nginx_upstream_servers": list(upstreams) or [f"{upstream_host}:{upstream_port}"],
+        "nginx_upstream_max_fails": upstream_max_fails,
+        "nginx_upstream_fail_timeout": upstream_fail_timeout,
+        "nginx_upstream_next_timeout": upstream_next_timeout,
         "nginx_upstream_keepalive": 32,
         "nginx_upstream_keepalive_timeout": upstream_keepalive_timeout,
         "nginx_limit_req_rate": limit_req_rate,
@@ -109,6 +113,16 @@ def nginx_variables(*, server_name: str = "_", listen_address: str = "", http_po
         "nginx_hsts_max_age": hsts_max_age,
         "nginx_acme_webroot": "/var/www/acme",
     }
+
+
+def parse_upstream(value: str) -> str:
+    """Check one `HOST:PORT` (IPv6 as `[::1]:8080`) and return it unchanged; ValueError says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--upstream {value!r} is not HOST:PORT (e.g. 10.0.0.11:8080 or [fd00::11]:8080)")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"--upstream {value!r}: write an IPv6 address in brackets, e.g. [fd00::11]:8080")
+    return value
 
 
 def _write(out: Path, name: str, text: str, as_json: bool, next_step: str) -> None:
@@ -168,6 +182,14 @@ def nginx(
         help="TLS certificate (full chain).")] = Path("/etc/ssl/ai-gateway/fullchain.pem"),
     certificate_key: Annotated[Path, typer.Option(help="TLS private key.")] = Path("/etc/ssl/ai-gateway/privkey.pem"),
     upstream_port: Annotated[int, typer.Option(help="Port of `gateway serve` on 127.0.0.1.", min=1, max=65535)] = 8080,
+    upstream: Annotated[list[str] | None, typer.Option(
+        help="A gateway as HOST:PORT (repeatable, one per gateway host); replaces 127.0.0.1:--upstream-port.")] = None,
+    upstream_max_fails: Annotated[int, typer.Option(
+        help="Failed attempts within --upstream-fail-timeout that take a gateway out of rotation.", min=0)] = 1,
+    upstream_fail_timeout: Annotated[str, typer.Option(
+        help="Window for --upstream-max-fails, and how long a failed gateway stays out.")] = "10s",
+    upstream_next_timeout: Annotated[str, typer.Option(
+        help="Longest time spent passing a not-yet-started request on to the next gateway.")] = "30s",
     client_max_body_size: Annotated[str, typer.Option(help="Largest request body nginx accepts.")] = "20m",
     read_timeout: Annotated[str, typer.Option(help="Longest gap between two reads from the gateway.")] = "600s",
     hsts_max_age: Annotated[int, typer.Option(
@@ -181,10 +203,17 @@ def nginx(
         help="Requests in flight per client address (streams count for their whole length).", min=1)] = 64,
     as_json: JsonOpt = False,
 ) -> None:
-    """Render ai-gateway.conf (nginx site: TLS, HTTP->HTTPS redirect, streaming proxy)."""
+    """Render ai-gateway.conf (nginx site: TLS, HTTP->HTTPS redirect, streaming proxy to one or more gateways)."""
+    try:
+        upstreams = tuple(parse_upstream(value) for value in upstream or ())
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
     variables = nginx_variables(server_name=server_name, listen_address=listen_address, http_port=http_port,
                                 https_port=https_port, certificate=certificate, certificate_key=certificate_key,
-                                upstream_port=upstream_port, client_max_body_size=client_max_body_size,
+                                upstream_port=upstream_port, upstreams=upstreams,
+                                upstream_max_fails=upstream_max_fails, upstream_fail_timeout=upstream_fail_timeout,
+                                upstream_next_timeout=upstream_next_timeout, client_max_body_size=client_max_body_size,
                                 read_timeout=read_timeout, hsts_max_age=hsts_max_age, ipv6=not listen_address,
                                 upstream_keepalive_timeout=upstream_keepalive_timeout, limit_req_rate=limit_req_rate,
                                 limit_req_burst=limit_req_burst, limit_conn=limit_conn)

@@ -83,6 +83,41 @@ def test_default_nginx_site_listens_on_all_addresses_and_redirects_to_443(tmp_pa
     assert 'add_header Strict-Transport-Security "max-age=31536000" always;' in site
 
 
+def test_default_nginx_site_has_the_one_local_gateway_as_its_upstream() -> None:
+    site = render.render(render.NGINX_TEMPLATE, render.nginx_variables(upstream_port=8181))
+    assert re.findall(r"^\s+server (\S+) ", site, re.MULTILINE) == ["127.0.0.1:8181"]
+    assert "proxy_next_upstream_tries 1;" in site
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_nginx_site_with_several_gateways_balances_by_least_conn_and_never_retries_a_sent_post(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    result = runner.invoke(app, ["render", "nginx", "--out", str(tmp_path), "--listen-address", "127.0.0.1",
+                                 "--http-port", "18080", "--https-port", "18443", "--certificate", str(cert),
+                                 "--certificate-key", str(key), "--upstream", "10.0.0.11:8080",
+                                 "--upstream", "10.0.0.12:8080", "--upstream-max-fails", "2"])
+    assert result.exit_code == 0, result.output
+    site = (tmp_path / "ai-gateway.conf").read_text()
+    upstream = site[site.index("upstream ai_gateway {"):]
+    upstream = upstream[:upstream.index("}")]
+    assert re.findall(r"^\s+(server .+|least_conn|keepalive \d+);$", upstream, re.MULTILINE) == [
+        "least_conn", "server 10.0.0.11:8080 max_fails=2 fail_timeout=10s",
+        "server 10.0.0.12:8080 max_fails=2 fail_timeout=10s", "keepalive 32"]
+    # `non_idempotent` absent: a POST that reached a gateway is never sent to another one.
+    assert re.findall(r"^\s+proxy_next_upstream (.+);$", site, re.MULTILINE) == ["error timeout"]
+    assert "proxy_next_upstream_tries 2;" in site
+    checked = nginx_test(tmp_path / "ai-gateway.conf", tmp_path)
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.11", "10.0.0.11:http", ":8080", "10.0.0.11:70000", "fd00::11:8080"])
+def test_render_nginx_refuses_an_upstream_that_is_not_host_port(tmp_path: Path, bad: str) -> None:
+    result = runner.invoke(app, ["render", "nginx", "--out", str(tmp_path), "--upstream", bad])
+    assert result.exit_code == 1
+    assert "HOST:PORT" in result.output or "in brackets" in result.output
+    assert not (tmp_path / "ai-gateway.conf").exists()
+
+
 def test_render_fails_with_a_message_when_out_is_not_writable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
