@@ -88,34 +88,38 @@ class Result:
     route: str  # local | cloud | error
     prompt_tokens: int
     answer_tokens: int
+    error: str = ""  # why a failed request failed: its status and message, or the stream's error event
 
 
 async def one(client: httpx.AsyncClient, url: str, key: str, model: str, arrival: Arrival) -> Result:
     prompt = COMPLEX if arrival.complex else SIMPLE
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True,
             "max_tokens": arrival.answer_tokens}
-    started, ttft, route = time.perf_counter(), None, "error"
+    started, ttft, route, error = time.perf_counter(), None, "error", ""
     try:
         async with client.stream("POST", f"{url}/v1/chat/completions", json=body,
                                  headers={"Authorization": f"Bearer {key}"}) as response:
-            if response.status_code == 200:
+            if response.status_code != 200:
+                error = f"{response.status_code} {(await response.aread())[:200].decode(errors='replace')}"
+            else:
                 route = response.headers.get("x-gateway-route") or ""
                 async for line in response.aiter_lines():
                     if not line.startswith("data: {"):
                         continue
                     chunk = json.loads(line[6:])
                     if "error" in chunk:  # a stream cut by an error event is a failed request, not an answer
-                        ttft = None
+                        ttft, error = None, f"stream error event after {time.perf_counter() - started:.1f} s: " \
+                            f"{json.dumps(chunk['error'])[:200]}"
                         break
                     route = route or ("cloud" if "deepseek" in str(chunk.get("model")) else "local")
                     delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
                     if ttft is None and delta.get("content"):
                         ttft = time.perf_counter() - started
                 if ttft is None:
-                    route = "error"
-    except httpx.HTTPError:
-        route = "error"
-    return Result(ttft, time.perf_counter() - started, route, len(prompt) // 4, arrival.answer_tokens)
+                    route, error = "error", error or "the stream ended without content"
+    except httpx.HTTPError as exc:
+        route, error = "error", f"{type(exc).__name__}: {exc}"
+    return Result(ttft, time.perf_counter() - started, route, len(prompt) // 4, arrival.answer_tokens, error)
 
 
 async def drive(url: str, key: str, model: str, schedule: list[Arrival], speedup: float) -> list[Result]:
@@ -126,7 +130,7 @@ async def drive(url: str, key: str, model: str, schedule: list[Arrival], speedup
             await asyncio.sleep(max(0.0, start + arrival.at / speedup - time.perf_counter()))
             result = await one(client, url, key, model, arrival)
             return Result(None if result.ttft is None else result.ttft * speedup, result.total * speedup, result.route,
-                          result.prompt_tokens, result.answer_tokens)
+                          result.prompt_tokens, result.answer_tokens, result.error)
 
         return list(await asyncio.gather(*(at(a) for a in schedule)))
 
@@ -146,6 +150,7 @@ def summarize(results: list[Result], prices: tuple[float, float]) -> dict:
     cloud_only = sum(r.prompt_tokens * prices[0] + r.answer_tokens * prices[1] for r in results)
     return {
         "requests": len(results), "errors": len(results) - len(ok),
+        "error_reasons": sorted({r.error for r in results if r.route == "error"}),
         "ttft_p50": percentile([r.ttft for r in ok if r.ttft is not None], 50),
         "ttft_p95": percentile([r.ttft for r in ok if r.ttft is not None], 95),
         "total_p95": percentile([r.total for r in ok], 95),
@@ -245,6 +250,8 @@ def run(users: tuple[int, ...] = USERS, min_requests: int = 20, speedup: float =
                         progress(f"{name}: {n} users, {len(schedule)} requests")
                         results = asyncio.run(drive(server.url, key, model, schedule, speedup))
                         rows.append({"configuration": name, "users": n, **summarize(results, prices)})
+                        for reason in rows[-1]["error_reasons"]:
+                            progress(f"  error: {reason}")
                 finally:
                     server.stop()
         finally:

@@ -46,7 +46,7 @@ def test_results_md_keeps_the_rest_of_the_file(tmp_path):
 def test_a_short_real_run_routes_and_measures():
     results = team.run(users=(4,), min_requests=6, speedup=40, configurations=("gateway",), progress=lambda _: None)
     (row,) = results["rows"]
-    assert row["requests"] == 40 and row["errors"] == 0
+    assert row["requests"] == 40 and row["errors"] == 0, row["error_reasons"]
     assert row["ttft_p50"] is not None and row["ttft_p50"] > 0
     assert 0 < row["local_share"] <= 1
 
@@ -55,7 +55,7 @@ def test_a_short_real_run_routes_and_measures():
 def test_full_team_benchmark():
     results = team.run()
     assert {r["users"] for r in results["rows"]} == set(team.USERS)
-    assert all(r["errors"] == 0 for r in results["rows"])
+    assert all(r["errors"] == 0 for r in results["rows"]), [r["error_reasons"] for r in results["rows"]]
 
 
 def test_the_queueing_model_spills_only_under_load_and_bounds_the_local_share():
